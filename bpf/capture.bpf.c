@@ -1,0 +1,383 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * dirtytrace capture: every page a KVM guest dirties, once per epoch, into a BPF ring buffer.
+ *
+ * Page sources (the loader attaches exactly one, the best the kernel allows):
+ *   fentry/mark_page_dirty_in_slot   every dirtied page, bitmap and ring mode
+ *   kprobe/mark_page_dirty_in_slot   the same where fentry is refused
+ *   raw_tp/kvm_dirty_ring_push       VMs using KVM's dirty ring
+ * The ring-push program always runs for the in-kernel ring view (with the reset and exit
+ * programs) and emits pages only when it is the page source, so no write is counted twice.
+ * Fault tracepoints add a write-fault signal; they never emit pages.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include "capture.h"
+
+#define KVM_MEM_LOG_DIRTY_PAGES 0x1
+#define PFERR_WRITE_MASK	0x2
+#define SPTE_WRITABLE		0x2	/* bit 1 is "writable" in EPT, NPT and legacy SPTEs */
+#define EEXIST			17
+
+/* Set by the loader before load. */
+const volatile __u32 filter_pids[DT_MAX_PIDS] = {};
+const volatile __u32 nr_filter_pids = 0;
+const volatile __u32 filter_slot = DT_SLOT_ANY;
+const volatile __u32 page_source = DT_SRC_RING_PUSH;
+
+/*
+ * Epoch number, written by userspace through the mmapped .bss. Pages are deduplicated in
+ * dedup[epoch & 1]; userspace flips the epoch, waits on `inflight` until every program that
+ * may have read the old number has finished, then drains dedup[old & 1].
+ */
+__u32 epoch = 0;
+struct dt_inflight inflight[DT_MAX_CPUS] = {};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);	/* resized by the loader */
+} events SEC(".maps");
+
+struct dedup_map {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 16);	/* resized by the loader */
+	__type(key, struct dt_dedup_key);
+	__type(value, __u64);
+};
+struct dedup_map dedup0 SEC(".maps");
+struct dedup_map dedup1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dt_counters);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct dt_vcpu_key);
+	__type(value, struct dt_vcpu_stats);
+} vcpus SEC(".maps");
+
+/* vCPU thread id → vCPU id, filled from VM discovery: mark_page_dirty_in_slot has no vCPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __s32);
+} tid_vcpu SEC(".maps");
+
+/* Write faults per VMM tgid (fault tracepoints carry no struct kvm). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u64);
+} tgid_faults SEC(".maps");
+
+static __always_inline struct dt_counters *cnt(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&counters, &zero);
+}
+
+static __always_inline bool pid_wanted(__u32 tgid)
+{
+	if (!nr_filter_pids)
+		return true;
+	for (int i = 0; i < DT_MAX_PIDS; i++) {
+		if (i >= nr_filter_pids)
+			break;
+		if (filter_pids[i] == tgid)
+			return true;
+	}
+	return false;
+}
+
+/* Sets the page's bit in the epoch's dedup map: 1 if new, 0 if seen, -1 if the map is full. */
+static __always_inline int dedup_mark(void *map, struct dt_dedup_key *key, __u64 bit)
+{
+	__u64 *word = bpf_map_lookup_elem(map, key);
+	long err;
+
+	if (!word) {
+		err = bpf_map_update_elem(map, key, &bit, BPF_NOEXIST);
+		if (!err)
+			return 1;
+		if (err != -EEXIST)
+			return -1;
+		/* another CPU inserted the word between our lookup and update */
+		word = bpf_map_lookup_elem(map, key);
+		if (!word)
+			return -1;
+	}
+	return (__sync_fetch_and_or(word, bit) & bit) ? 0 : 1;
+}
+
+static __always_inline void emit_page(__u64 kvm, __u32 tgid, __s32 vcpu, __u16 as_id, __u16 id,
+				      __u64 offset, __u64 gfn, __u8 source)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct dt_inflight *fl = cpu < DT_MAX_CPUS ? &inflight[cpu] : 0;
+	struct dt_dedup_key key = {};
+	struct dt_counters *c;
+	struct dt_event *e;
+	__u32 ep;
+	__u8 flags = 0;
+	int fresh;
+
+	c = cnt();
+	if (!c || !fl)
+		return;
+	/* a full barrier before reading the epoch: pairs with the fence in dt_tracer__cut() */
+	__sync_fetch_and_add(&fl->enter, 1);
+	ep = *(volatile __u32 *)&epoch;
+	c->raw++;
+
+	key.kvm = kvm;
+	key.slot = ((__u32)as_id << 16) | id;
+	key.word = offset >> DT_WORD_SHIFT;
+	if (ep & 1)
+		fresh = dedup_mark(&dedup1, &key, 1ULL << (offset & 63));
+	else
+		fresh = dedup_mark(&dedup0, &key, 1ULL << (offset & 63));
+	if (!fresh)
+		goto out;
+	if (fresh < 0) {
+		c->map_full++;
+		flags |= DT_EV_UNDEDUPED;
+	}
+	c->unique++;
+
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		/* a page marked in the dedup map is recovered at the cut; one that is not is lost */
+		if (fresh < 0)
+			c->lost++;
+		else
+			c->rb_drops++;
+		goto out;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->kvm = kvm;
+	e->ts = bpf_ktime_get_ns();
+	e->offset = offset;
+	e->gfn = gfn;
+	e->tgid = tgid;
+	e->vcpu = vcpu;
+	e->epoch = ep;
+	e->as_id = as_id;
+	e->slot = id;
+	e->source = source;
+	e->flags = flags;
+	bpf_ringbuf_submit(e, 0);
+out:
+	__sync_fetch_and_add(&fl->exit, 1);
+}
+
+static __always_inline struct kvm *ring_to_kvm(struct kvm_dirty_ring *ring)
+{
+	struct kvm_vcpu *vcpu;
+
+	/* the ring is embedded in its vCPU */
+	vcpu = (void *)ring - bpf_core_field_offset(struct kvm_vcpu, dirty_ring);
+	return BPF_CORE_READ(vcpu, kvm);
+}
+
+static __always_inline struct dt_vcpu_stats *vcpu_stats(__u64 kvm, __s32 vcpu, __u32 tgid,
+							__u32 ring_size)
+{
+	struct dt_vcpu_key key = { .kvm = kvm, .vcpu = vcpu };
+	struct dt_vcpu_stats *st, zero = {};
+
+	st = bpf_map_lookup_elem(&vcpus, &key);
+	if (st)
+		return st;
+	zero.tgid = tgid;
+	zero.ring_size = ring_size;
+	bpf_map_update_elem(&vcpus, &key, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&vcpus, &key);
+}
+
+SEC("raw_tp/kvm_dirty_ring_push")
+int BPF_PROG(dt_ring_push, struct kvm_dirty_ring *ring, __u32 slot, __u64 offset)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct dt_vcpu_stats *st;
+	struct dt_counters *c;
+	__u32 didx, ridx, size, used;
+	__s32 index;
+	__u64 kvm;
+
+	c = cnt();
+	if (!c)
+		return 0;
+	if (!pid_wanted(tgid) || (filter_slot != DT_SLOT_ANY && filter_slot != slot)) {
+		c->filtered++;
+		return 0;
+	}
+	c->ring_events++;
+	kvm = (__u64)ring_to_kvm(ring);
+	index = BPF_CORE_READ(ring, index);
+	didx = BPF_CORE_READ(ring, dirty_index);
+	ridx = BPF_CORE_READ(ring, reset_index);
+	size = BPF_CORE_READ(ring, size);
+	used = didx - ridx;
+
+	st = vcpu_stats(kvm, index, tgid, size);
+	if (st) {
+		__sync_fetch_and_add(&st->pushes, 1);
+		st->dirty_index = didx;
+		st->reset_index = ridx;
+		if (used > st->max_used)
+			st->max_used = used;
+		if (size && used > size)
+			__sync_fetch_and_add(&st->overflows, 1);
+	}
+	if (page_source == DT_SRC_RING_PUSH)
+		emit_page(kvm, tgid, index, slot >> 16, slot & 0xffff, offset, DT_GFN_UNKNOWN,
+			  DT_SRC_RING_PUSH);
+	return 0;
+}
+
+SEC("raw_tp/kvm_dirty_ring_reset")
+int BPF_PROG(dt_ring_reset, struct kvm_dirty_ring *ring)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct dt_vcpu_stats *st;
+	struct dt_counters *c;
+
+	c = cnt();
+	if (!c)
+		return 0;
+	if (!pid_wanted(tgid)) {
+		c->filtered++;
+		return 0;
+	}
+	c->ring_events++;
+	st = vcpu_stats((__u64)ring_to_kvm(ring), BPF_CORE_READ(ring, index), tgid,
+			BPF_CORE_READ(ring, size));
+	if (!st)
+		return 0;
+	__sync_fetch_and_add(&st->resets, 1);
+	st->dirty_index = BPF_CORE_READ(ring, dirty_index);
+	st->reset_index = BPF_CORE_READ(ring, reset_index);
+	return 0;
+}
+
+SEC("raw_tp/kvm_dirty_ring_exit")
+int BPF_PROG(dt_ring_exit, struct kvm_vcpu *vcpu)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct dt_vcpu_stats *st;
+	struct dt_counters *c;
+
+	c = cnt();
+	if (!c)
+		return 0;
+	if (!pid_wanted(tgid)) {
+		c->filtered++;
+		return 0;
+	}
+	c->ring_events++;
+	st = vcpu_stats((__u64)BPF_CORE_READ(vcpu, kvm), BPF_CORE_READ(vcpu, vcpu_id), tgid,
+			BPF_CORE_READ(vcpu, dirty_ring.size));
+	if (st)
+		__sync_fetch_and_add(&st->full_exits, 1);
+	return 0;
+}
+
+/* Shared by fentry and kprobe: mirrors the early returns of mark_page_dirty_in_slot(). */
+static __always_inline void mark_dirty(struct kvm *kvm, const struct kvm_memory_slot *memslot,
+				       __u64 gfn, __u8 source)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct dt_counters *c;
+	__u64 base;
+	__u16 as_id, id;
+	__s32 *vcpu;
+
+	if (!memslot || !(BPF_CORE_READ(memslot, flags) & KVM_MEM_LOG_DIRTY_PAGES))
+		return;
+	c = cnt();
+	if (!c)
+		return;
+	as_id = BPF_CORE_READ(memslot, as_id);
+	id = BPF_CORE_READ(memslot, id);
+	if (!pid_wanted(tgid) ||
+	    (filter_slot != DT_SLOT_ANY && filter_slot != (((__u32)as_id << 16) | id))) {
+		c->filtered++;
+		return;
+	}
+	base = BPF_CORE_READ(memslot, base_gfn);
+	vcpu = bpf_map_lookup_elem(&tid_vcpu, &tid);
+	emit_page((__u64)kvm, tgid, vcpu ? *vcpu : -1, as_id, id, gfn - base, gfn, source);
+}
+
+SEC("fentry/mark_page_dirty_in_slot")
+int BPF_PROG(dt_fentry_mark, struct kvm *kvm, const struct kvm_memory_slot *memslot, gfn_t gfn)
+{
+	mark_dirty(kvm, memslot, gfn, DT_SRC_FENTRY);
+	return 0;
+}
+
+SEC("kprobe/mark_page_dirty_in_slot")
+int BPF_KPROBE(dt_kprobe_mark, struct kvm *kvm, const struct kvm_memory_slot *memslot, gfn_t gfn)
+{
+	mark_dirty(kvm, memslot, gfn, DT_SRC_KPROBE);
+	return 0;
+}
+
+static __always_inline void count_write_fault(void)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct dt_counters *c = cnt();
+	__u64 one = 1, *n;
+
+	if (!c || !pid_wanted(tgid))
+		return;
+	c->write_faults++;
+	n = bpf_map_lookup_elem(&tgid_faults, &tgid);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+	else
+		bpf_map_update_elem(&tgid_faults, &tgid, &one, BPF_NOEXIST);
+}
+
+/* Write faults fixed by the fast path: write protection lifted for dirty logging. */
+SEC("tracepoint/kvmmmu/fast_page_fault")
+int dt_fast_page_fault(struct trace_event_raw_fast_page_fault *ctx)
+{
+	if (bpf_core_type_exists(struct trace_event_raw_fast_page_fault) &&
+	    (BPF_CORE_READ(ctx, error_code) & PFERR_WRITE_MASK))
+		count_write_fault();
+	return 0;
+}
+
+SEC("tracepoint/kvm/kvm_page_fault")
+int dt_page_fault(struct trace_event_raw_kvm_page_fault *ctx)
+{
+	if (bpf_core_type_exists(struct trace_event_raw_kvm_page_fault) &&
+	    (BPF_CORE_READ(ctx, error_code) & PFERR_WRITE_MASK))
+		count_write_fault();
+	return 0;
+}
+
+/* TDP MMU: an SPTE that becomes writable is a write-protection fault being fixed. */
+SEC("tracepoint/kvmmmu/kvm_tdp_mmu_spte_changed")
+int dt_spte_changed(struct trace_event_raw_kvm_tdp_mmu_spte_changed *ctx)
+{
+	if (bpf_core_type_exists(struct trace_event_raw_kvm_tdp_mmu_spte_changed) &&
+	    !(BPF_CORE_READ(ctx, old_spte) & SPTE_WRITABLE) &&
+	    (BPF_CORE_READ(ctx, new_spte) & SPTE_WRITABLE))
+		count_write_fault();
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

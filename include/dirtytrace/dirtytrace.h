@@ -1,0 +1,212 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * libdirtytrace: which guest pages KVM VMs dirty, seen from the outside with eBPF.
+ *
+ * A tracer attaches the best page source the kernel offers (fentry or kprobe on KVM's
+ * mark_page_dirty_in_slot, else the kvm:kvm_dirty_ring_push tracepoint), deduplicates pages in
+ * the kernel per epoch, and hands out, when the caller cuts an epoch, the dense sorted list of
+ * guest frame numbers each VM dirtied in it.
+ *
+ * Conventions (libbpf's): functions return 0 or a negative errno; constructors return NULL and
+ * set errno; objects are opaque, named dt_<object>__<verb>(). The library prints nothing except
+ * through the callback installed with dt_set_print(). Root (CAP_BPF + CAP_PERFMON +
+ * CAP_SYS_ADMIN for the iterator) and kernel BTF are needed.
+ */
+#ifndef DIRTYTRACE_DIRTYTRACE_H
+#define DIRTYTRACE_DIRTYTRACE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DT_API __attribute__((visibility("default")))
+
+/* ---- messages ---- */
+
+enum dt_print_level { DT_WARN, DT_INFO, DT_DEBUG };
+typedef int (*dt_print_fn)(enum dt_print_level level, const char *fmt, va_list ap);
+/* Installs the message callback (NULL: silent, the default); returns the previous one. */
+DT_API dt_print_fn dt_set_print(dt_print_fn fn);
+
+/* ---- VM discovery ---- */
+
+#define DT_GFN_NONE UINT64_MAX	/* a page whose slot base GFN is not known */
+
+struct dt_slot {
+	uint16_t as_id;
+	uint16_t id;
+	uint32_t flags;		/* KVM_MEM_*; bit 0 (DT_SLOT_LOG_DIRTY): dirty logging on */
+	uint64_t base_gfn;
+	uint64_t npages;
+	uint64_t userspace_addr;
+};
+#define DT_SLOT_LOG_DIRTY 0x1
+
+struct dt_vcpu_thread {
+	int32_t id;		/* vCPU id */
+	pid_t tid;		/* thread that last ran it, 0 if it never ran */
+};
+
+struct dt_vm {
+	pid_t pid;		/* VMM process (tgid) */
+	char comm[16];
+	uint64_t kvm;		/* struct kvm address: the VM's identity while it lives */
+	int fd;			/* the VMM's VM file descriptor */
+	uint32_t nr_vcpus;	/* online vCPUs */
+	uint32_t ring_entries;	/* dirty ring entries per vCPU, 0 = bitmap mode */
+	uint32_t nr_slots_logging; /* memslots with dirty logging on (kernel's count) */
+	bool slots_known;	/* false: this kernel's memslot layout is not read (before 5.17) */
+	bool slots_truncated;	/* more memslots than discovery walks */
+	size_t nr_slots;
+	struct dt_slot *slots;	/* sorted by (as_id, base_gfn) */
+	size_t nr_threads;
+	struct dt_vcpu_thread *threads;	/* sorted by id */
+};
+
+struct dt_vm_list {
+	size_t n;
+	struct dt_vm *vms;	/* sorted by (pid, kvm) */
+};
+
+/* Every VM on the host, read by a BPF task_file iterator. */
+DT_API int dt_vms__discover(struct dt_vm_list **out);
+/* Builds a list from raw iterator output (the records of bpf/capture.h); -EBADMSG if truncated. */
+DT_API int dt_vms__parse(const void *buf, size_t len, struct dt_vm_list **out);
+DT_API void dt_vm_list__free(struct dt_vm_list *list);
+/* The first VM of pid (a VMM may hold several), or NULL. */
+DT_API const struct dt_vm *dt_vm_list__find(const struct dt_vm_list *list, pid_t pid);
+/* The slot holding (as_id, id), or NULL. */
+DT_API const struct dt_slot *dt_vm__slot(const struct dt_vm *vm, uint16_t as_id, uint16_t id);
+
+/* ---- the tracer ---- */
+
+enum dt_source_id {
+	DT_SOURCE_FENTRY = 0,	/* fentry/mark_page_dirty_in_slot: every page, bitmap and ring */
+	DT_SOURCE_KPROBE = 1,	/* kprobe/mark_page_dirty_in_slot: the same, where fentry fails */
+	DT_SOURCE_RING_PUSH = 2,/* raw_tp/kvm_dirty_ring_push: VMs using the dirty ring */
+	DT_SOURCE_MAX,
+};
+DT_API const char *dt_source__name(enum dt_source_id id);
+
+struct dt_tracer_opts {
+	size_t sz;		/* sizeof(struct dt_tracer_opts), for forward compatibility */
+	const pid_t *pids;	/* only these VMM processes (at most 16); NULL: every VM */
+	size_t nr_pids;
+	bool filter_slot;	/* only slot (as_id, slot_id) */
+	uint16_t slot_as_id;
+	uint16_t slot_id;
+	unsigned int sources;	/* mask of 1 << DT_SOURCE_*, tried best first; 0: all */
+	size_t ringbuf_bytes;	/* BPF ring buffer, power of two >= 4096; 0: 4 MiB */
+	uint32_t dedup_words;	/* entries per dedup map (64 pages each); 0: 65536 */
+};
+
+struct dt_tracer;
+
+/* Probes, loads and attaches; the VMs to watch need not exist yet. */
+DT_API struct dt_tracer *dt_tracer__open(const struct dt_tracer_opts *opts);
+DT_API void dt_tracer__close(struct dt_tracer *t);
+/* Waits up to timeout_ms for records and consumes them; returns records consumed or -errno
+ * (-EINTR when a signal arrived: not an error for a tool). */
+DT_API int dt_tracer__poll(struct dt_tracer *t, int timeout_ms);
+/* An fd that becomes readable when records are waiting (for the caller's own event loop). */
+DT_API int dt_tracer__fd(const struct dt_tracer *t);
+DT_API enum dt_source_id dt_tracer__source(const struct dt_tracer *t);
+
+/* What the loader tried, best first: for -v output. */
+struct dt_probe {
+	const char *what;	/* "fentry/mark_page_dirty_in_slot", ... */
+	int err;		/* 0: attached; else -errno */
+	const char *why;	/* why it is not used, or "active", "signal" */
+};
+DT_API size_t dt_tracer__probes(const struct dt_tracer *t, const struct dt_probe **probes);
+
+/* One page in an epoch's list. */
+struct dt_gfn {
+	uint64_t gfn;		/* DT_GFN_NONE when the slot was not found by discovery */
+	uint64_t offset;	/* page index in the slot */
+	uint16_t as_id;
+	uint16_t slot;
+	int32_t vcpu;		/* vCPU that dirtied it first in the epoch, -1 unknown */
+	bool recovered;		/* its record was dropped; found in the kernel's dedup map */
+};
+
+struct dt_count {
+	int32_t id;		/* vCPU id, or (as_id << 16) | slot id */
+	uint64_t pages;
+};
+
+struct dt_epoch_vm {
+	pid_t pid;
+	uint64_t kvm;
+	size_t nr_gfns;
+	struct dt_gfn *gfns;	/* sorted by (as_id, gfn), unique */
+	uint64_t recovered;	/* pages recovered from the dedup map */
+	uint64_t unresolved;	/* pages without a known base GFN */
+	size_t nr_vcpus;
+	struct dt_count *vcpus;	/* pages per vCPU (first writer), sorted by id; -1: unknown */
+	size_t nr_slots;
+	struct dt_count *slots;	/* pages per slot, sorted by id */
+};
+
+struct dt_epoch {
+	uint64_t seq;		/* 0, 1, 2, ... per tracer */
+	uint64_t start_ns;	/* CLOCK_MONOTONIC */
+	uint64_t end_ns;
+	size_t nr_vms;
+	struct dt_epoch_vm *vms; /* sorted by (pid, kvm); VMs with no dirty page are absent */
+};
+
+/* Ends the current epoch and starts the next: returns what each VM dirtied in it. Records still
+ * in flight are drained, dropped ones recovered from the dedup map, and GFNs resolved. */
+DT_API int dt_tracer__cut(struct dt_tracer *t, struct dt_epoch **out);
+DT_API void dt_epoch__free(struct dt_epoch *e);
+DT_API const struct dt_epoch_vm *dt_epoch__vm(const struct dt_epoch *e, pid_t pid);
+
+struct dt_stats {
+	uint64_t raw;		/* dirtying events seen by the page source */
+	uint64_t unique;	/* pages emitted: first in their epoch */
+	uint64_t rb_drops;	/* records dropped by a full ring buffer (pages recovered at the cut) */
+	uint64_t map_full;	/* pages not deduplicated: dedup map full */
+	uint64_t lost;		/* pages lost: map full and ring buffer full together */
+	uint64_t filtered;	/* events of other VMs or slots */
+	uint64_t write_faults;	/* fault tracepoint signal */
+	uint64_t ring_events;	/* in-kernel ring tracepoint events */
+	uint64_t recovered;	/* pages the harvester recovered from dedup maps */
+	uint64_t records;	/* records read from the ring buffer */
+	uint64_t epochs;
+	uint64_t barrier_timeouts; /* cuts that gave up waiting for in-flight programs */
+};
+DT_API int dt_tracer__stats(const struct dt_tracer *t, struct dt_stats *st);
+
+/* Per vCPU, KVM's own dirty ring as the tracepoints show it. */
+struct dt_ring_view {
+	pid_t pid;
+	uint64_t kvm;
+	int32_t vcpu;
+	uint32_t ring_size;	/* entries */
+	uint32_t used;		/* dirty_index - reset_index at the last event */
+	uint32_t max_used;
+	uint64_t pushes;
+	uint64_t resets;
+	uint64_t full_exits;
+	uint64_t overflows;	/* pushes with used > ring size: KVM overwrote unharvested entries */
+};
+/* Sorted by (pid, kvm, vcpu); free(*out) when done. */
+DT_API int dt_tracer__ring_views(const struct dt_tracer *t, struct dt_ring_view **out, size_t *n);
+
+/* Re-reads VM discovery (new VMs, memslots, vCPU threads). Cut does it when it meets an
+ * unknown slot. */
+DT_API int dt_tracer__refresh(struct dt_tracer *t);
+/* The tracer's latest discovery snapshot (owned by the tracer, valid until the next refresh). */
+DT_API const struct dt_vm_list *dt_tracer__vms(const struct dt_tracer *t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DIRTYTRACE_DIRTYTRACE_H */

@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The harvester: ring-buffer records into the epoch's page set, and the epoch cut.
+ *
+ * Cutting epoch E (userspace)            a capture program on some CPU
+ *   epoch = E + 1                          enter++ (atomic: a full barrier)
+ *   full fence                             ep = epoch
+ *   wait until exit >= enter, per CPU      mark page in dedup[ep & 1], emit record tagged ep
+ *   drain the ring buffer                  exit++
+ *   drain dedup[E & 1] (recover drops)
+ * Either the program read E + 1, or the cut saw its enter and waits for its exit: after the wait
+ * nothing touches dedup[E & 1] and every record of E is in the ring buffer. (An RCU grace period,
+ * e.g. membarrier(MEMBARRIER_CMD_GLOBAL), would do too but costs ~15 ms per cut here.)
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "tracer.h"
+#include "capture.skel.h"
+
+#define BARRIER_TIMEOUT_NS (200 * 1000000ull)
+#define RECOVER_BATCH	   4096
+
+static bool slot_known(const struct dt_tracer *t, uint64_t kvm, uint16_t as_id, uint16_t id)
+{
+	const struct dt_vm *vm = dt_vm_list__find_kvm(t->vms, kvm);
+
+	return vm && dt_vm__slot(vm, as_id, id);
+}
+
+int dt_harvest_record(void *ctx, void *data, size_t size)
+{
+	struct dt_tracer *t = ctx;
+	const struct dt_event *e = data;
+	struct dt_page_rec r;
+
+	if (size < sizeof(*e))
+		return 0;
+	t->records++;
+	r = (struct dt_page_rec){
+		.kvm = e->kvm, .offset = e->offset, .gfn = e->gfn, .pid = e->tgid, .vcpu = e->vcpu,
+		.as_id = e->as_id, .slot = e->slot,
+	};
+	if (r.gfn == DT_GFN_NONE && !t->need_refresh && !slot_known(t, r.kvm, r.as_id, r.slot))
+		t->need_refresh = true;
+	/* a failed add loses nothing: the page is still in the dedup map for the cut */
+	dt_pageset_add(&t->sets[e->epoch & 1], &r);
+	return 0;
+}
+
+/* Waits until no capture program that may have read the old epoch is still running. */
+static void wait_inflight(struct dt_tracer *t)
+{
+	struct dt_inflight *fl = t->skel->bss->inflight;
+	uint64_t deadline = 0;
+
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	for (int cpu = 0; cpu < t->nr_cpus; cpu++) {
+		uint64_t enter = __atomic_load_n(&fl[cpu].enter, __ATOMIC_ACQUIRE);
+		unsigned int spins = 0;
+
+		while (__atomic_load_n(&fl[cpu].exit, __ATOMIC_ACQUIRE) < enter) {
+			if (++spins < 1000)
+				continue;
+			if (!deadline)
+				deadline = dt_now_ns() + BARRIER_TIMEOUT_NS;
+			if (dt_now_ns() > deadline) {
+				/* cannot happen unless a program is stuck; its page lands one epoch late */
+				t->barrier_timeouts++;
+				return;
+			}
+			sched_yield();
+		}
+	}
+}
+
+/* Drains the old epoch's dedup map into set; pages whose records were dropped come back here. */
+static int recover(struct dt_tracer *t, int map_fd, struct dt_pageset *set)
+{
+	struct dt_dedup_key *keys;
+	__u64 *vals;
+	__u32 batch, count;
+	void *in = NULL;
+	int err = 0;
+
+	keys = calloc(RECOVER_BATCH, sizeof(*keys));
+	vals = calloc(RECOVER_BATCH, sizeof(*vals));
+	if (!keys || !vals) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		int ret;
+
+		count = RECOVER_BATCH;
+		ret = bpf_map_lookup_and_delete_batch(map_fd, in, &batch, keys, vals, &count, NULL);
+		if (ret && errno != ENOENT) {
+			err = -errno;
+			pr_warn("failed to drain the dedup map: %s\n", strerror(-err));
+			goto out;
+		}
+		for (__u32 i = 0; i < count; i++) {
+			uint16_t as_id = keys[i].slot >> 16, id = keys[i].slot & 0xffff;
+
+			if (dt_pageset_add_word(set, keys[i].kvm, keys[i].slot, keys[i].word,
+						vals[i]) < 0) {
+				err = -ENOMEM;
+				goto out;
+			}
+			if (!t->need_refresh && !slot_known(t, keys[i].kvm, as_id, id))
+				t->need_refresh = true;
+		}
+		if (ret)	/* ENOENT: that was the last batch */
+			break;
+		in = &batch;
+	}
+out:
+	free(keys);
+	free(vals);
+	return err;
+}
+
+int dt_tracer__cut(struct dt_tracer *t, struct dt_epoch **out)
+{
+	uint32_t old = t->epoch;
+	struct dt_pageset *set = &t->sets[old & 1];
+	int maps[2] = { bpf_map__fd(t->skel->maps.dedup0), bpf_map__fd(t->skel->maps.dedup1) };
+	uint64_t unresolved;
+	struct dt_epoch *e;
+	int err;
+
+	*out = NULL;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	t->epoch = old + 1;
+	__atomic_store_n(&t->skel->bss->epoch, t->epoch, __ATOMIC_SEQ_CST);
+	wait_inflight(t);
+	e->end_ns = dt_now_ns();
+	ring_buffer__consume(t->rb);
+
+	err = recover(t, maps[old & 1], set);
+	if (err) {
+		free(e);
+		return err;
+	}
+	/* a slot created or moved since the last discovery: look again, once per cut */
+	if (t->need_refresh && dt_tracer__refresh(t))
+		pr_debug("VM rediscovery failed; some GFNs stay unresolved\n");
+	err = dt_epoch_build(set, t->vms, e, &unresolved);
+	if (err) {
+		free(e);
+		return err;
+	}
+	for (size_t i = 0; i < e->nr_vms; i++)
+		t->recovered += e->vms[i].recovered;
+	e->seq = t->epochs++;
+	e->start_ns = t->epoch_start_ns;
+	t->epoch_start_ns = e->end_ns;
+	*out = e;
+	return 0;
+}

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* libdirtytrace internals: not installed, not part of the API. */
+#ifndef DT_INTERNAL_H
+#define DT_INTERNAL_H
+
+#include <dirtytrace/dirtytrace.h>
+
+#define DT_HIDDEN __attribute__((visibility("hidden")))
+
+__attribute__((format(printf, 2, 3)))
+DT_HIDDEN void dt_pr(enum dt_print_level level, const char *fmt, ...);
+#define pr_warn(...)  dt_pr(DT_WARN, __VA_ARGS__)
+#define pr_info(...)  dt_pr(DT_INFO, __VA_ARGS__)
+#define pr_debug(...) dt_pr(DT_DEBUG, __VA_ARGS__)
+
+/* Grows *v (of elements of size sz) to hold at least want; 0 or -ENOMEM. */
+DT_HIDDEN int dt_grow(void **v, size_t *cap, size_t want, size_t sz);
+
+/*
+ * Pure core: the pages of one epoch, all VMs, as they arrive (records and recovered dedup bits,
+ * duplicates allowed), turned into per-VM sorted unique GFN lists. No BPF, no I/O.
+ */
+struct dt_page_rec {
+	uint64_t kvm;
+	uint64_t offset;
+	uint64_t gfn;		/* DT_GFN_NONE: resolve from the slot table */
+	uint32_t seq;		/* arrival order: the first record of a page wins */
+	pid_t pid;		/* 0 when unknown (recovered) */
+	int32_t vcpu;
+	uint16_t as_id;
+	uint16_t slot;
+	bool recovered;
+};
+
+struct dt_pageset {
+	struct dt_page_rec *v;
+	size_t n, cap;
+	uint32_t seq;
+};
+
+DT_HIDDEN int dt_pageset_add(struct dt_pageset *s, const struct dt_page_rec *r);
+DT_HIDDEN void dt_pageset_clear(struct dt_pageset *s);
+DT_HIDDEN void dt_pageset_free(struct dt_pageset *s);
+/* Adds each set bit of a dedup word as a recovered page; returns pages added or -ENOMEM. */
+DT_HIDDEN int dt_pageset_add_word(struct dt_pageset *s, uint64_t kvm, uint32_t slot_key,
+				  uint32_t word, uint64_t bits);
+
+/*
+ * Sorts, deduplicates and resolves set into e (whose seq and times the caller sets); vms gives
+ * base GFNs and the pid of VMs seen only through recovered pages (may be NULL). Sets
+ * *unresolved to the number of pages whose slot vms does not know. Empties set.
+ */
+DT_HIDDEN int dt_epoch_build(struct dt_pageset *set, const struct dt_vm_list *vms,
+			     struct dt_epoch *e, uint64_t *unresolved);
+
+DT_HIDDEN const struct dt_vm *dt_vm_list__find_kvm(const struct dt_vm_list *list, uint64_t kvm);
+
+/* Runs the discovery iterator and returns its raw output (malloc'd). */
+DT_HIDDEN int dt_discover_raw(void **buf, size_t *len);
+
+#endif /* DT_INTERNAL_H */

@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Shared by the Check suites. Check has no "skip": a test that cannot run here calls DT_SKIP,
+ * which prints the reason and records it, and the summary counts it as skipped, not passed.
+ */
+#ifndef DT_TESTLIB_H
+#define DT_TESTLIB_H
+
+#include <check.h>
+#include <stdbool.h>
+
+void dt_test_skip(const char *test, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define DT_SKIP(...) do { dt_test_skip(__func__, __VA_ARGS__); return; } while (0)
+
+/* Why this machine cannot run a test needing root / KVM / BPF, or NULL when it can. */
+const char *dt_test_need_root(void);
+const char *dt_test_need_kvm(void);
+
+/* Runs the suite, prints "RESULT <suite> passed N failed N skipped N"; exit status for main. */
+int dt_test_main(Suite *s, const char *name);
+
+#endif
