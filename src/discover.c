@@ -23,19 +23,19 @@ int dt_discover_raw(void **bufp, size_t *lenp)
 	skel = discover__open_and_load();
 	if (!skel) {
 		err = -errno;
-		pr_warn("failed to load the VM discovery iterator: %s\n", strerror(-err));
+		pr_debug("failed to load the VM discovery iterator: %s\n", strerror(-err));
 		return err;
 	}
 	link = bpf_program__attach_iter(skel->progs.dt_discover, NULL);
 	if (!link) {
 		err = -errno;
-		pr_warn("failed to attach iter/task_file: %s\n", strerror(-err));
+		pr_debug("failed to attach iter/task_file: %s\n", strerror(-err));
 		goto out;
 	}
 	iter_fd = bpf_iter_create(bpf_link__fd(link));
 	if (iter_fd < 0) {
 		err = -errno;
-		pr_warn("failed to create the discovery iterator: %s\n", strerror(-err));
+		pr_debug("failed to create the discovery iterator: %s\n", strerror(-err));
 		goto out;
 	}
 	for (;;) {
@@ -47,7 +47,7 @@ int dt_discover_raw(void **bufp, size_t *lenp)
 			continue;
 		if (n < 0) {
 			err = -errno;
-			pr_warn("failed to read the discovery iterator: %s\n", strerror(-err));
+			pr_debug("failed to read the discovery iterator: %s\n", strerror(-err));
 			goto out;
 		}
 		if (n == 0)

@@ -99,7 +99,7 @@ static int recover(struct dt_tracer *t, int map_fd, struct dt_pageset *set)
 		ret = bpf_map_lookup_and_delete_batch(map_fd, in, &batch, keys, vals, &count, NULL);
 		if (ret && errno != ENOENT) {
 			err = -errno;
-			pr_warn("failed to drain the dedup map: %s\n", strerror(-err));
+			pr_debug("failed to drain the dedup map: %s\n", strerror(-err));
 			goto out;
 		}
 		for (__u32 i = 0; i < count; i++) {

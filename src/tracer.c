@@ -59,7 +59,6 @@ static void add_probe(struct dt_tracer *t, const char *what, int err, const char
 	t->probes[i].err = err;
 	t->probes[i].why = t->why[i];
 	t->nr_probes++;
-	pr_debug("%s: %s\n", what, t->why[i]);
 }
 
 static bool tracefs_event(const char *sys, const char *name)
@@ -277,7 +276,7 @@ struct dt_tracer *dt_tracer__open(const struct dt_tracer_opts *opts)
 		return NULL;
 	t->nr_cpus = libbpf_num_possible_cpus();
 	if (t->nr_cpus <= 0 || t->nr_cpus > DT_MAX_CPUS) {
-		pr_warn("%d possible CPUs: dirtytrace supports at most %d\n", t->nr_cpus,
+		pr_debug("%d possible CPUs: dirtytrace supports at most %d\n", t->nr_cpus,
 			DT_MAX_CPUS);
 		err = -E2BIG;
 		goto fail;
@@ -298,13 +297,13 @@ struct dt_tracer *dt_tracer__open(const struct dt_tracer_opts *opts)
 			add_probe(t, source_names[src], err, "%s", source_cache_why[src]);
 	}
 	if (!t->skel) {
-		pr_warn("no page source could be attached (last: %s)\n", strerror(-err));
+		pr_debug("no page source could be attached (last: %s)\n", strerror(-err));
 		goto fail;
 	}
 	t->rb = ring_buffer__new(bpf_map__fd(t->skel->maps.events), dt_harvest_record, t, NULL);
 	if (!t->rb) {
 		err = -errno;
-		pr_warn("failed to create ring buffer: %s\n", strerror(-err));
+		pr_debug("failed to create ring buffer: %s\n", strerror(-err));
 		goto fail;
 	}
 	/* discovery is what turns (slot, offset) into GFNs; without it lists still come, unresolved */

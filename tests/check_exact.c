@@ -30,7 +30,7 @@ static const struct slot_def slots[] = {
 #define NR_SLOTS (sizeof(slots) / sizeof(slots[0]))
 
 struct scenario {
-	const char *name;
+	const char *label;
 	int vcpus;
 	uint32_t ring;		/* 0: bitmap */
 	bool manual_protect;
@@ -156,7 +156,7 @@ static void run_scenario(const struct scenario *sc)
 		tvm_destroy(vm);
 		for (int v = 0; v < sc->vcpus; v++)
 			free(lists[v]);
-		dt_test_skip(sc->name, "bitmap-mode VMs need fentry or kprobe on "
+		dt_test_skip(sc->label, "bitmap-mode VMs need fentry or kprobe on "
 			     "mark_page_dirty_in_slot; this kernel allows only %s",
 			     dt_source__name(DT_SOURCE_RING_PUSH));
 		return;
@@ -246,7 +246,7 @@ static void run_scenario(const struct scenario *sc)
 #define SCENARIO_TEST(name, ...)					\
 	START_TEST(name)						\
 	{								\
-		static const struct scenario sc = { .name = #name, __VA_ARGS__ };	\
+		static const struct scenario sc = { .label = #name, __VA_ARGS__ };	\
 		const char *why = dt_test_need_kvm();			\
 		if (why)						\
 			DT_SKIP("%s", why);				\

@@ -13,16 +13,21 @@ static char skip_path[] = "/tmp/dt-skips-XXXXXX";
 void dt_test_skip(const char *test, const char *fmt, ...)
 {
 	char reason[512];
+	size_t len = strlen(test);
 	va_list ap;
 	FILE *f;
+
+	/* Check's START_TEST names the function <test>_fn */
+	if (len > 3 && !strcmp(test + len - 3, "_fn"))
+		len -= 3;
 
 	va_start(ap, fmt);
 	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "SKIP %s: %s\n", test, reason);
+	fprintf(stderr, "SKIP %.*s: %s\n", (int)len, test, reason);
 	f = fopen(skip_path, "a");
 	if (f) {
-		fprintf(f, "%s\n", test);
+		fprintf(f, "%.*s\n", (int)len, test);
 		fclose(f);
 	}
 }

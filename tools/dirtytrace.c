@@ -15,7 +15,7 @@
 #define PROG "dirtytrace"
 
 static struct env {
-	bool verbose;
+	int verbose;
 	bool json;
 	pid_t pid;
 	double duration;	/* seconds, 0: until Ctrl-C */
@@ -43,7 +43,7 @@ static const char doc[] =
 "  dirtytrace -v gfns -p 1234     # until Ctrl-C; -v says which event source is used\n";
 
 static const struct argp_option opts[] = {
-	{ "verbose", 'v', NULL, 0, "Say which event sources were tried and chosen", 0 },
+	{ "verbose", 'v', NULL, 0, "Say which event sources were tried and chosen (-vv: libbpf too)", 0 },
 	{ "json", 'j', NULL, 0, "JSON output", 0 },
 	{ "pid", 'p', "PID", 0, "VMM process to watch (gfns)", 0 },
 	{ "duration", 'd', "SECONDS", 0, "Watch for this long (default: until Ctrl-C)", 0 },
@@ -68,7 +68,7 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 
 	switch (key) {
 	case 'v':
-		env.verbose = true;
+		env.verbose++;
 		break;
 	case 'j':
 		env.json = true;
@@ -127,7 +127,7 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 
 static int print_fn(enum dt_print_level level, const char *fmt, va_list ap)
 {
-	if (level == DT_DEBUG && !env.verbose)
+	if ((level == DT_INFO && env.verbose < 1) || (level == DT_DEBUG && env.verbose < 2))
 		return 0;
 	fprintf(stderr, PROG ": ");
 	return vfprintf(stderr, fmt, ap);

@@ -1,0 +1,369 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The dirtytrace command as a user meets it: bad input gets one clear line and a non-zero exit,
+ * `vms` lists a VM of ours, `gfns` lists exactly the pages it wrote, and nothing stays attached.
+ * Tags: root, kvm.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "testlib.h"
+#include "vmm.h"
+
+struct run {
+	char out[1 << 16];
+	char err[1 << 14];
+	int rc;
+};
+
+static const char *tool(void)
+{
+	static char path[512];
+	const char *bin = getenv("DT_BIN");
+
+	snprintf(path, sizeof(path), "%s/dirtytrace", bin ? bin : ".output/bin");
+	return path;
+}
+
+static void slurp(int fd, char *buf, size_t cap)
+{
+	ssize_t n, len = 0;
+
+	lseek(fd, 0, SEEK_SET);
+	while ((n = read(fd, buf + len, cap - 1 - len)) > 0)
+		len += n;
+	buf[len] = 0;
+	close(fd);
+}
+
+/* Starts the tool with argv (NULL-terminated, without argv[0]); uid >= 0 drops root first. */
+static pid_t start(char *const *args, int uid, int *out_fd, int *err_fd)
+{
+	char out_t[] = "/tmp/dt-out-XXXXXX", err_t[] = "/tmp/dt-err-XXXXXX";
+	char *argv[16] = { (char *)tool() };
+	pid_t pid;
+
+	for (int i = 0; args[i] && i < 14; i++)
+		argv[i + 1] = args[i];
+	*out_fd = mkstemp(out_t);
+	*err_fd = mkstemp(err_t);
+	ck_assert(*out_fd >= 0 && *err_fd >= 0);
+	unlink(out_t);
+	unlink(err_t);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (!pid) {
+		dup2(*out_fd, 1);
+		dup2(*err_fd, 2);
+		if (uid >= 0 && setuid(uid))
+			_exit(126);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+static void finish(pid_t pid, int out_fd, int err_fd, struct run *r)
+{
+	int status;
+
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	r->rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	slurp(out_fd, r->out, sizeof(r->out));
+	slurp(err_fd, r->err, sizeof(r->err));
+}
+
+static void run_as(int uid, struct run *r, char *const *args)
+{
+	int o, e;
+	pid_t pid = start(args, uid, &o, &e);
+
+	finish(pid, o, e, r);
+}
+
+#define RUN(r, ...) run_as(-1, r, (char *const[]){ __VA_ARGS__, NULL })
+
+static int count_lines(const char *s)
+{
+	int n = 0;
+
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+/* One line on stderr starting "dirtytrace: " and containing want, non-zero exit, no stdout. */
+static void assert_one_error(const struct run *r, const char *want)
+{
+	ck_assert_msg(r->rc != 0, "exit status 0; stderr: %s", r->err);
+	ck_assert_msg(count_lines(r->err) == 1, "want one line, got: %s", r->err);
+	ck_assert_msg(!strncmp(r->err, "dirtytrace: ", 12), "no prefix: %s", r->err);
+	ck_assert_msg(strstr(r->err, want), "'%s' not in: %s", want, r->err);
+	ck_assert_str_eq(r->out, "");
+}
+
+/*
+ * Our BPF programs are all named dt_*. One that no live process holds (bpftool prints no "pids"
+ * line for it) was pinned or leaked by a tool that has exited. Programs of another running
+ * dirtytrace are not ours to judge.
+ */
+static void assert_nothing_attached(void)
+{
+	char line[512];
+	FILE *p = popen("bpftool prog show 2>/dev/null", "r");
+	int orphans = 0;
+	bool in_ours = false, held = false;
+
+	ck_assert_ptr_nonnull(p);
+	while (fgets(line, sizeof(line), p)) {
+		if (line[0] != ' ' && line[0] != '\t') {	/* "ID: type name ..." starts a program */
+			orphans += in_ours && !held;
+			in_ours = strstr(line, " name dt_") != NULL;
+			held = false;
+		} else if (strstr(line, "pids ")) {
+			held = true;
+		}
+	}
+	orphans += in_ours && !held;
+	pclose(p);
+	ck_assert_msg(!orphans, "%d dirtytrace BPF programs outlived their process", orphans);
+}
+
+static pid_t unused_pid(void)
+{
+	char path[64];
+	pid_t pid = 4000000;
+
+	for (;; pid--) {
+		snprintf(path, sizeof(path), "/proc/%d", pid);
+		if (access(path, F_OK))
+			return pid;
+	}
+}
+
+#define NEED(fn) do { const char *why = fn(); if (why) DT_SKIP("%s", why); } while (0)
+
+START_TEST(usage_errors)
+{
+	struct run r;
+
+	NEED(dt_test_need_root);
+	run_as(-1, &r, (char *const[]){ NULL });
+	ck_assert_int_ne(r.rc, 0);
+	ck_assert_ptr_nonnull(strstr(r.err, "missing command"));
+	RUN(&r, "frobnicate");
+	assert_one_error(&r, "unknown command 'frobnicate'");
+	RUN(&r, "gfns");
+	assert_one_error(&r, "gfns needs -p PID");
+	RUN(&r, "gfns", "-p", "abc");
+	ck_assert_int_ne(r.rc, 0);
+	ck_assert_ptr_nonnull(strstr(r.err, "invalid pid: abc"));
+}
+END_TEST
+
+START_TEST(unknown_pid)
+{
+	char pid[16];
+	struct run r;
+
+	NEED(dt_test_need_root);
+	snprintf(pid, sizeof(pid), "%d", unused_pid());
+	RUN(&r, "gfns", "-p", pid, "-d", "1");
+	assert_one_error(&r, "no process with pid");
+	/* in JSON mode the error is also the output */
+	RUN(&r, "--json", "gfns", "-p", pid);
+	ck_assert_int_ne(r.rc, 0);
+	ck_assert_ptr_nonnull(strstr(r.out, "{\"error\":\"no process with pid"));
+	assert_nothing_attached();
+}
+END_TEST
+
+START_TEST(pid_not_a_vm)
+{
+	char pid[16];
+	struct run r;
+
+	NEED(dt_test_need_root);
+	snprintf(pid, sizeof(pid), "%d", getpid());	/* we hold no VM here */
+	RUN(&r, "gfns", "-p", pid, "-d", "1");
+	assert_one_error(&r, "is not a KVM VMM");
+	assert_nothing_attached();
+}
+END_TEST
+
+START_TEST(not_root)
+{
+	struct run r;
+
+	if (geteuid())
+		DT_SKIP("needs root to drop to an unprivileged user");
+	run_as(65534, &r, (char *const[]){ "vms", NULL });
+	assert_one_error(&r, "must run as root");
+}
+END_TEST
+
+/* A VM of ours, writing known pages on a thread while the tool watches. */
+struct writer {
+	struct tvm *vm;
+	struct tvm_pages truth;
+	volatile int stop;
+	int epochs;
+};
+
+static void *write_loop(void *arg)
+{
+	struct writer *w = arg;
+	uint64_t list[48];
+	const uint64_t *lists[1] = { list };
+	size_t n = 48;
+
+	/* pages 0..47 of slot 1 and every 7th page of slot 2 */
+	tvm_pattern_seq(list, 32, 16 << 20, 16 << 20, 0);
+	for (int i = 0; i < 16; i++)
+		list[32 + i] = (1ull << 30) + (uint64_t)i * 7 * 4096;
+	while (!w->stop) {
+		ck_assert_int_eq(tvm_run_epoch(w->vm, lists, &n, w->epochs), 0);
+		ck_assert_int_eq(tvm_harvest(w->vm, &w->truth), 0);
+		w->epochs++;
+	}
+	return NULL;
+}
+
+START_TEST(vms_and_gfns_of_our_vm)
+{
+	struct tvm_opts o = { .nr_vcpus = 1, .ring_entries = 1024 };
+	struct writer w = {};
+	char pid[16], want[64], *line, *save;
+	pthread_t th;
+	struct run r;
+	int out_fd, err_fd, lines = 0;
+	pid_t tp;
+
+	NEED(dt_test_need_kvm);
+	w.vm = tvm_create(&o);
+	ck_assert_ptr_nonnull(w.vm);
+	ck_assert_int_eq(tvm_add_slot(w.vm, 1, 16 << 20, 16 << 20, true), 0);
+	ck_assert_int_eq(tvm_add_slot(w.vm, 2, 1ull << 30, 64 << 20, true), 0);
+	snprintf(pid, sizeof(pid), "%d", getpid());
+
+	RUN(&r, "vms");
+	ck_assert_int_eq(r.rc, 0);
+	ck_assert_msg(strstr(r.out, pid), "our pid not in: %s", r.out);
+	RUN(&r, "vms", "--json");
+	ck_assert_int_eq(r.rc, 0);
+	snprintf(want, sizeof(want), "{\"pid\":%s,", pid);
+	ck_assert_msg(strstr(r.out, want), "%s not in: %s", want, r.out);
+	ck_assert_ptr_nonnull(strstr(r.out, "\"ring_entries\":1024"));
+	ck_assert_ptr_nonnull(strstr(r.out, "\"id\":2,\"base_gfn\":262144,\"npages\":16384"));
+
+	/* start watching, then write: -v tells when the page source is attached */
+	tp = start((char *const[]){ "-v", "gfns", "-p", pid, "-d", "2", "-i", "300", NULL }, -1,
+		   &out_fd, &err_fd);
+	for (int i = 0; i < 100; i++) {
+		char buf[4096] = "";
+
+		pread(err_fd, buf, sizeof(buf) - 1, 0);
+		if (strstr(buf, "active (page source)"))
+			break;
+		usleep(50 * 1000);
+	}
+	pthread_create(&th, NULL, write_loop, &w);
+	usleep(1000 * 1000);
+	w.stop = 1;
+	pthread_join(th, NULL);
+	finish(tp, out_fd, err_fd, &r);
+	ck_assert_msg(r.rc == 0, "rc %d: %s", r.rc, r.err);
+	ck_assert_int_gt(w.epochs, 0);
+
+	/* exactly the pages KVM reported, as sorted as_id:gfn lines */
+	tvm_pages_sort_unique(&w.truth);
+	ck_assert_uint_eq(w.truth.n, 48);
+	for (line = strtok_r(r.out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		const struct tvm_page *p;
+		uint64_t base;
+
+		ck_assert_msg((size_t)lines < w.truth.n, "extra line: %s", line);
+		p = &w.truth.v[lines++];
+		base = p->slot == 1 ? (16 << 20) >> 12 : (1ull << 30) >> 12;
+		snprintf(want, sizeof(want), "0:%llx", (unsigned long long)(base + p->offset));
+		ck_assert_str_eq(line, want);
+	}
+	ck_assert_int_eq(lines, (int)w.truth.n);
+	ck_assert_msg(strstr(r.err, "48 pages"), "summary: %s", r.err);
+	assert_nothing_attached();
+	tvm_pages_free(&w.truth);
+	tvm_destroy(w.vm);
+}
+END_TEST
+
+/* The VMM dies mid-run: what was seen is printed, then one error line, non-zero exit. */
+START_TEST(vm_exits_during_run)
+{
+	struct tvm_opts o = { .nr_vcpus = 1, .ring_entries = 1024 };
+	int out_fd, err_fd, sync[2];
+	char pid_s[16], c;
+	struct run r;
+	pid_t vmm, tp;
+
+	NEED(dt_test_need_kvm);
+	ck_assert_int_eq(pipe(sync), 0);
+	vmm = fork();
+	ck_assert_int_ge(vmm, 0);
+	if (!vmm) {
+		struct tvm *vm = tvm_create(&o);
+		uint64_t list[8];
+		const uint64_t *lists[1] = { list };
+		size_t n = 8;
+		struct tvm_pages p = {};
+
+		if (!vm || tvm_add_slot(vm, 1, 16 << 20, 16 << 20, true))
+			_exit(1);
+		tvm_pattern_seq(list, n, 16 << 20, 16 << 20, 100);
+		write(sync[1], "x", 1);
+		for (int i = 0;; i++) {
+			tvm_run_epoch(vm, lists, &n, i);
+			tvm_pages_clear(&p);
+			tvm_harvest(vm, &p);
+		}
+	}
+	ck_assert_int_eq(read(sync[0], &c, 1), 1);
+	snprintf(pid_s, sizeof(pid_s), "%d", vmm);
+	tp = start((char *const[]){ "gfns", "-p", pid_s, "-d", "30", NULL }, -1, &out_fd, &err_fd);
+	usleep(1500 * 1000);
+	kill(vmm, SIGKILL);
+	waitpid(vmm, NULL, 0);
+	finish(tp, out_fd, err_fd, &r);
+	ck_assert_int_eq(r.rc, 1);
+	ck_assert_msg(strstr(r.err, "exited during the run"), "stderr: %s", r.err);
+	/* the summary and the error: two lines */
+	ck_assert_int_eq(count_lines(r.err), 2);
+	ck_assert_msg(strstr(r.out, "0:1064\n") && count_lines(r.out) == 8, "stdout: %s", r.out);
+	assert_nothing_attached();
+	close(sync[0]);
+	close(sync[1]);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("tools");
+	TCase *errors = tcase_create("errors"), *kvm = tcase_create("kvm");
+
+	tcase_add_test(errors, usage_errors);
+	tcase_add_test(errors, unknown_pid);
+	tcase_add_test(errors, pid_not_a_vm);
+	tcase_add_test(errors, not_root);
+	tcase_set_timeout(errors, 30);
+	tcase_add_test(kvm, vms_and_gfns_of_our_vm);
+	tcase_add_test(kvm, vm_exits_during_run);
+	tcase_set_timeout(kvm, 60);
+	suite_add_tcase(s, errors);
+	suite_add_tcase(s, kvm);
+	return dt_test_main(s, "tools");
+}
