@@ -151,9 +151,9 @@ static int build_vm(const struct dt_page_rec *u, size_t n, const struct dt_vm_li
 		}
 	}
 	out->nr_gfns = n;
-	qsort(out->gfns, n, sizeof(*out->gfns), cmp_gfn);
-	qsort(out->vcpus, out->nr_vcpus, sizeof(*out->vcpus), cmp_count);
-	qsort(out->slots, out->nr_slots, sizeof(*out->slots), cmp_count);
+	dt_sort(out->gfns, n, sizeof(*out->gfns), cmp_gfn);
+	dt_sort(out->vcpus, out->nr_vcpus, sizeof(*out->vcpus), cmp_count);
+	dt_sort(out->slots, out->nr_slots, sizeof(*out->slots), cmp_count);
 	*unresolved += out->unresolved;
 	return 0;
 }
@@ -177,7 +177,7 @@ int dt_epoch_build(struct dt_pageset *set, const struct dt_vm_list *vms, struct 
 	e->nr_vms = 0;
 	e->vms = NULL;
 	*unresolved = 0;
-	qsort(v, set->n, sizeof(*v), cmp_page);
+	dt_sort(v, set->n, sizeof(*v), cmp_page);
 	/* unique in place: keep the first of each (kvm, as_id, slot, offset) run */
 	for (size_t i = 0; i < set->n; i++) {
 		if (n && v[n - 1].kvm == v[i].kvm && v[n - 1].as_id == v[i].as_id &&
@@ -210,7 +210,7 @@ int dt_epoch_build(struct dt_pageset *set, const struct dt_vm_list *vms, struct 
 		e->nr_vms = 0;
 		return err;
 	}
-	qsort(e->vms, e->nr_vms, sizeof(*e->vms), cmp_epoch_vm);
+	dt_sort(e->vms, e->nr_vms, sizeof(*e->vms), cmp_epoch_vm);
 	return 0;
 }
 

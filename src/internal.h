@@ -3,6 +3,7 @@
 #ifndef DT_INTERNAL_H
 #define DT_INTERNAL_H
 
+#include <stdlib.h>
 #include <dirtytrace/dirtytrace.h>
 
 #define DT_HIDDEN __attribute__((visibility("hidden")))
@@ -12,6 +13,13 @@ DT_HIDDEN void dt_pr(enum dt_print_level level, const char *fmt, ...);
 #define pr_warn(...)  dt_pr(DT_WARN, __VA_ARGS__)
 #define pr_info(...)  dt_pr(DT_INFO, __VA_ARGS__)
 #define pr_debug(...) dt_pr(DT_DEBUG, __VA_ARGS__)
+
+/* qsort, but an empty array may be NULL (qsort's pointer must not be, even for 0 elements). */
+static inline void dt_sort(void *v, size_t n, size_t sz, int (*cmp)(const void *, const void *))
+{
+	if (n > 1)
+		qsort(v, n, sz, cmp);
+}
 
 /* Grows *v (of elements of size sz) to hold at least want; 0 or -ENOMEM. */
 DT_HIDDEN int dt_grow(void **v, size_t *cap, size_t want, size_t sz);

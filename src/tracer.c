@@ -425,8 +425,7 @@ int dt_tracer__ring_views(const struct dt_tracer *t, struct dt_ring_view **out, 
 		};
 		cnt++;
 	}
-	if (v)
-		qsort(v, cnt, sizeof(*v), cmp_view);
+	dt_sort(v, cnt, sizeof(*v), cmp_view);
 	*out = v;
 	*n = cnt;
 	return 0;

@@ -238,10 +238,10 @@ int dt_vms__parse(const void *buf, size_t len, struct dt_vm_list **out)
 	for (size_t i = 0; i < ps.list->n; i++) {
 		struct dt_vm *vm = &ps.list->vms[i];
 
-		qsort(vm->slots, vm->nr_slots, sizeof(*vm->slots), cmp_slot);
-		qsort(vm->threads, vm->nr_threads, sizeof(*vm->threads), cmp_thread);
+		dt_sort(vm->slots, vm->nr_slots, sizeof(*vm->slots), cmp_slot);
+		dt_sort(vm->threads, vm->nr_threads, sizeof(*vm->threads), cmp_thread);
 	}
-	qsort(ps.list->vms, ps.list->n, sizeof(*ps.list->vms), cmp_vm);
+	dt_sort(ps.list->vms, ps.list->n, sizeof(*ps.list->vms), cmp_vm);
 	*out = ps.list;
 	return 0;
 }
