@@ -47,7 +47,7 @@ TOOLS := dirtytrace
 TOOL_BINS := $(patsubst %,$(OUTPUT)/bin/%,$(TOOLS))
 
 # Tests: Check suites, each one binary, tagged by what they need (see tests/run-tests).
-TEST_NAMES := check_gfnset check_discover check_bpf check_exact check_tools
+TEST_NAMES := check_gfnset check_discover check_bpf check_exact check_tools check_qemu
 TEST_BINS := $(patsubst %,$(OUTPUT)/tests/%,$(TEST_NAMES))
 TEST_COMMON := $(OUTPUT)/tests/testlib.o $(OUTPUT)/tests/vmm.o
 
@@ -59,7 +59,7 @@ all: lib tools
 
 lib: $(LIB_A) $(LIB_SO) $(PC)
 tools: $(TOOL_BINS)
-tests: $(TEST_BINS) $(OUTPUT)/tests/vmm_selftest
+tests: $(TEST_BINS) $(OUTPUT)/tests/vmm_selftest $(OUTPUT)/tests/qemu-guest.elf
 
 $(OUTPUT) $(OUTPUT)/lib $(OUTPUT)/bin $(OUTPUT)/tests:
 	$(Q)mkdir -p $@
@@ -106,6 +106,12 @@ $(OUTPUT)/tests/%.o: tests/%.c $(wildcard tests/*.h) $(wildcard include/dirtytra
 $(OUTPUT)/tests/check_%: $(OUTPUT)/tests/check_%.o $(TEST_COMMON) $(LIB_A)
 	$(call msg,BINARY,$@)
 	$(Q)$(CC) $^ -o $@ $(LIB_A) $(LIBS) $(CHECK_LIBS) $(LDSAN)
+
+# The QEMU test's guest: a multiboot ELF of our own (-n: one LOAD segment at 1 MiB).
+$(OUTPUT)/tests/qemu-guest.elf: tests/qemu-guest.S | $(OUTPUT)/tests
+	$(call msg,GUEST,$@)
+	$(Q)$(CC) -m32 -c $< -o $(OUTPUT)/tests/qemu-guest.o
+	$(Q)ld -m elf_i386 -n -Ttext=0x100000 -nostdlib $(OUTPUT)/tests/qemu-guest.o -o $@
 
 $(OUTPUT)/tests/vmm_selftest: $(OUTPUT)/tests/vmm_selftest.o $(OUTPUT)/tests/vmm.o
 	$(call msg,BINARY,$@)

@@ -15,7 +15,9 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +37,7 @@
 
 struct run {
 	char dir[32];		/* temp dir: QMP socket and the children's output */
+	bool have_dir;
 	char elf[PATH_MAX];
 	char tool_path[PATH_MAX];
 	pid_t qemu, qemu_pid;	/* qemu: 0 once reaped; qemu_pid stays for messages */
@@ -49,11 +52,21 @@ struct run {
 	char msg[1024];		/* why the scenario failed */
 };
 
+__attribute__((format(printf, 2, 3)))
+static void set_msg(struct run *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(r->msg, sizeof(r->msg), fmt, ap);	/* long QMP answers are cut: fine */
+	va_end(ap);
+}
+
 /* Records why the scenario fails and returns from it. */
 #define FAIL_IF(r, cond, ...)							\
 	do {									\
 		if (cond) {							\
-			snprintf((r)->msg, sizeof((r)->msg), __VA_ARGS__);	\
+			set_msg(r, __VA_ARGS__);				\
 			return -1;						\
 		}								\
 	} while (0)
@@ -137,7 +150,7 @@ static int find_files(struct run *r)
 {
 	const char *bin = getenv("DT_BIN") ?: ".output/bin";
 	const char *tests = getenv("DT_TESTS_DIR");
-	char self[PATH_MAX], *slash;
+	char self[PATH_MAX - 32], *slash;	/* room for the file name */
 	ssize_t n;
 
 	snprintf(r->tool_path, sizeof(r->tool_path), "%s/dirtytrace", bin);
@@ -237,8 +250,9 @@ static int qmp_line(struct run *r, char *line, size_t sz, int timeout_ms)
 		FAIL_IF(r, r->rlen == sizeof(r->rbuf), "QMP line longer than %zu bytes",
 			sizeof(r->rbuf));
 		now = now_ms();
-		FAIL_IF(r, now >= end || poll(&pfd, 1, end - now) == 0, "QMP: no answer in %d ms",
-			timeout_ms);
+		FAIL_IF(r, now >= end, "QMP: no answer in %d ms", timeout_ms);
+		if (poll(&pfd, 1, end - now) <= 0)
+			continue;	/* timeout or signal: the deadline check decides */
 		n = read(r->qmp, r->rbuf + r->rlen, sizeof(r->rbuf) - r->rlen);
 		FAIL_IF(r, n < 0 && errno != EINTR, "QMP read: %s", strerror(errno));
 		FAIL_IF(r, !n, "QMP: QEMU closed the connection");
@@ -366,6 +380,7 @@ static int boot(struct run *r)
 	if (find_files(r))
 		return -1;
 	FAIL_IF(r, !mkdtemp(r->dir), "mkdtemp: %s", strerror(errno));
+	r->have_dir = true;
 	in_dir(r, "qmp.sock", sock, sizeof(sock));
 	in_dir(r, "qemu.err", err, sizeof(err));
 	snprintf(qmp_arg, sizeof(qmp_arg), "unix:%s,server=on,wait=off", sock);
@@ -376,17 +391,23 @@ static int boot(struct run *r)
 	/* "running" comes with the firmware; the guest's own loop starts seconds later */
 	end = now_ms() + 30000;
 	for (;;) {
+		bool running;
+
 		if (qemu_alive(r) || qmp_cmd(r, "{\"execute\":\"query-status\"}"))
 			return -1;
-		if (strstr(r->resp, "\"status\": \"running\"") && (guest_counter(r, &counter) ||
-								  counter))
-			break;
+		running = strstr(r->resp, "\"status\": \"running\"");
+		if (running) {
+			if (guest_counter(r, &counter))
+				return -1;
+			if (counter)
+				break;
+		}
 		FAIL_IF(r, now_ms() > end, "the guest did not sweep its pages within 30 s "
-			"(status %s, counter %lu)", r->resp, counter);
+			"(QEMU %s, counter in its last page %#x: %lu)",
+			running ? "running" : "not running", (GUEST_GFN + GUEST_NPAGES - 1) << 12,
+			counter);
 		sleep_ms(100);
 	}
-	if (r->msg[0])
-		return -1;
 	r->boot_ms = now_ms() - start;
 	return 0;
 }
@@ -452,12 +473,12 @@ static bool gfn_lines_ok(const char *out, bool all, int *lines, char *why, size_
 		bool ok;
 
 		ok = sscanf(p, "0:%lx%c", &gfn, &tail) == 2 && tail == '\n' &&
-		     gfn >= GUEST_GFN && gfn < GUEST_GFN + GUEST_NPAGES && !seen[gfn - GUEST_GFN];
-		if (ok) {
+		     gfn >= GUEST_GFN && gfn < GUEST_GFN + GUEST_NPAGES;
+		if (ok && !seen[gfn - GUEST_GFN]) {
 			seen[gfn - GUEST_GFN] = true;
 		} else if (bad++ < 5 && len < sz) {
-			len += snprintf(why + len, sz - len, "%sextra or repeated '%.*s'",
-					len ? ", " : "", (int)n, p);
+			len += snprintf(why + len, sz - len, "%s%s '%.*s'", len ? ", " : "",
+					ok ? "repeated" : "extra", (int)n, p);
 		}
 		(*lines)++;
 		p += n + (p[n] == '\n');
@@ -689,20 +710,33 @@ static int vm_exit(struct run *r)
 	return 0;
 }
 
-static void print_block(const char *title, const char *text, int max_lines)
+/* The last max_lines lines of text, per_row of them joined on one line (GFN lists are long). */
+static void print_block(const char *title, const char *text, int max_lines, int per_row)
 {
-	int total = 0, skip;
+	int total = 0, skip, col = 0;
 	const char *p;
 
-	for (p = text ?: ""; *p; p++)
+	text = text ?: "";
+	for (p = text; *p; p++)
 		total += *p == '\n';
-	if (text && *text && text[strlen(text) - 1] != '\n')
+	if (*text && text[strlen(text) - 1] != '\n')
 		total++;
 	skip = total > max_lines ? total - max_lines : 0;
 	fprintf(stderr, "--- %s (%d lines%s)\n", title, total, skip ? ", the last shown" : "");
-	for (p = text ?: ""; skip && *p; p++)
+	for (p = text; skip && *p; p++)
 		skip -= *p == '\n';
-	fprintf(stderr, "%s%s", p, *p && p[strlen(p) - 1] != '\n' ? "\n" : "");
+	while (*p) {
+		int n = strcspn(p, "\n");
+
+		fprintf(stderr, "%s%.*s", col ? " " : "", n, p);
+		if (++col == per_row || !p[n]) {
+			fputc('\n', stderr);
+			col = 0;
+		}
+		p += n + (p[n] == '\n');
+	}
+	if (col)
+		fputc('\n', stderr);
 }
 
 /* Says everything we know on failure, then kills and reaps the children and removes the dir. */
@@ -720,7 +754,7 @@ static void finish(struct run *r, int err)
 		kill(r->qemu, SIGKILL);
 		waitpid(r->qemu, NULL, 0);
 	}
-	if (err && r->dir[sizeof("/tmp/dt-qemu-") - 1] != 'X') {
+	if (err && r->have_dir) {
 		char *qemu_err;
 
 		in_dir(r, "qemu.err", path, sizeof(path));
@@ -732,15 +766,17 @@ static void finish(struct run *r, int err)
 			in_dir(r, "tool.err", path, sizeof(path));
 			r->err = read_all(path);
 		}
-		print_block("dirtytrace stdout", r->out, 70);
-		print_block("dirtytrace stderr", r->err, 20);
-		print_block("qemu stderr", qemu_err, 10);
+		print_block("dirtytrace stdout", r->out, 256, 8);
+		print_block("dirtytrace stderr", r->err, 20, 1);
+		print_block("qemu stderr", qemu_err, 10, 1);
 		free(qemu_err);
 	} else if (err) {
 		fprintf(stderr, "check_qemu: %s\n", r->msg);
 	}
-	if (r->dir[sizeof("/tmp/dt-qemu-") - 1] != 'X') {
-		static const char *const files[] = { "qmp.sock", "qemu.err", "tool.out", "tool.err" };
+	if (r->have_dir) {
+		static const char *const files[] = {
+			"qmp.sock", "qemu.err", "tool.out", "tool.err",
+		};
 
 		for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 			in_dir(r, files[i], path, sizeof(path));

@@ -12,7 +12,9 @@
  * more often than once per ~40 instructions overruns the ring (see /work/shared/HOST.md).
  *
  * Build: gcc -m32 -c qemu-guest.S -o qemu-guest.o
- *        ld -m elf_i386 -Ttext=0x100000 -nostdlib qemu-guest.o -o qemu-guest.elf
+ *        ld -m elf_i386 -n -Ttext=0x100000 -nostdlib qemu-guest.o -o qemu-guest.elf
+ * (-n: one LOAD segment at 1 MiB; without it ld adds one for the ELF headers at 0xff000, in the
+ * BIOS area.)
  */
 
 #define GUEST_BASE	0x200000	/* guest physical address of page 0 (GFN 0x200) */

@@ -257,10 +257,13 @@ static void print_vms_text(const struct dt_vm_list *l)
 		for (size_t j = 0; j < vm->nr_slots; j++) {
 			const struct dt_slot *s = &vm->slots[j];
 
-			printf("  slot %u:%-5u gfn %#11llx-%#-11llx %10llu pages  logging %s\n",
-			       s->as_id, s->id, (unsigned long long)s->base_gfn,
-			       (unsigned long long)(s->base_gfn + s->npages - 1),
-			       (unsigned long long)s->npages,
+			char range[48];
+
+			snprintf(range, sizeof(range), "0x%llx-0x%llx",
+				 (unsigned long long)s->base_gfn,
+				 (unsigned long long)(s->base_gfn + s->npages - 1));
+			printf("  slot %u:%-5u gfn %-26s %10llu pages  logging %s\n", s->as_id, s->id,
+			       range, (unsigned long long)s->npages,
 			       s->flags & DT_SLOT_LOG_DIRTY ? "on" : "off");
 		}
 		if (!vm->slots_known)
