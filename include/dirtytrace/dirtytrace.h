@@ -206,6 +206,30 @@ DT_API int dt_tracer__refresh(struct dt_tracer *t);
 /* The tracer's latest discovery snapshot (owned by the tracer, valid until the next refresh). */
 DT_API const struct dt_vm_list *dt_tracer__vms(const struct dt_tracer *t);
 
+/* ---- rate windows (pure: no BPF, no I/O) ---- */
+
+/*
+ * Dirty rates over a sliding window of epochs. Each epoch adds (start, end, raw events, unique
+ * pages); the window keeps the epochs that end within span_ns of the newest one (at most
+ * max_epochs). Rates are sums over the kept epochs' own durations, so uneven epochs weigh by
+ * length and a gap between epochs (time nobody watched) does not dilute the rate.
+ */
+struct dt_window;
+
+struct dt_rate {
+	double raw_per_s;	/* dirtying events per second (how often the guest writes) */
+	double pages_per_s;	/* unique pages per epoch, per second: what must be copied */
+	uint64_t covered_ns;	/* summed duration of the kept epochs; 0: no rate yet */
+	size_t epochs;
+};
+
+DT_API struct dt_window *dt_window__new(uint64_t span_ns, size_t max_epochs);
+DT_API void dt_window__free(struct dt_window *w);
+/* -EINVAL when end < start or the epoch starts before the previous one ended. */
+DT_API int dt_window__add(struct dt_window *w, uint64_t start_ns, uint64_t end_ns, uint64_t raw,
+			  uint64_t pages);
+DT_API void dt_window__rate(const struct dt_window *w, struct dt_rate *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Pure core: dirty-rate windows over epochs. Tag: unit. */
+#include <errno.h>
+#include <dirtytrace/dirtytrace.h>
+#include "testlib.h"
+
+#define MS 1000000ull
+
+START_TEST(steady_rate)
+{
+	struct dt_window *w = dt_window__new(1000 * MS, 64);
+	struct dt_rate r;
+
+	ck_assert_ptr_nonnull(w);
+	dt_window__rate(w, &r);
+	ck_assert_uint_eq(r.covered_ns, 0);	/* no epoch: no rate, and no division by zero */
+	ck_assert(r.pages_per_s == 0 && r.raw_per_s == 0);
+	/* 100 ms epochs, 50 pages and 400 writes each: 500 pages/s, 4000 writes/s */
+	for (int i = 0; i < 30; i++)
+		ck_assert_int_eq(dt_window__add(w, i * 100 * MS, (i + 1) * 100 * MS, 400, 50), 0);
+	dt_window__rate(w, &r);
+	ck_assert_uint_eq(r.epochs, 10);	/* only the last second is kept */
+	ck_assert_uint_eq(r.covered_ns, 1000 * MS);
+	ck_assert_double_eq_tol(r.pages_per_s, 500, 1e-9);
+	ck_assert_double_eq_tol(r.raw_per_s, 4000, 1e-9);
+	dt_window__free(w);
+}
+END_TEST
+
+START_TEST(uneven_epochs_and_gaps)
+{
+	struct dt_window *w = dt_window__new(10000 * MS, 8);
+	struct dt_rate r;
+
+	ck_assert_int_eq(dt_window__add(w, 0, 100 * MS, 0, 100), 0);	/* 1000 pages/s */
+	ck_assert_int_eq(dt_window__add(w, 500 * MS, 900 * MS, 0, 100), 0);	/* 250 pages/s */
+	dt_window__rate(w, &r);
+	/* 200 pages over 500 ms watched; the 400 ms gap is not watched time */
+	ck_assert_uint_eq(r.covered_ns, 500 * MS);
+	ck_assert_double_eq_tol(r.pages_per_s, 400, 1e-9);
+	dt_window__free(w);
+}
+END_TEST
+
+START_TEST(capacity_evicts_oldest)
+{
+	struct dt_window *w = dt_window__new(1000000 * MS, 3);
+	struct dt_rate r;
+
+	for (int i = 0; i < 5; i++)
+		ck_assert_int_eq(dt_window__add(w, i * MS, (i + 1) * MS, 0, i), 0);
+	dt_window__rate(w, &r);
+	ck_assert_uint_eq(r.epochs, 3);
+	ck_assert_double_eq_tol(r.pages_per_s, (2 + 3 + 4) / 3e-3, 1e-6);
+	dt_window__free(w);
+}
+END_TEST
+
+START_TEST(zero_length_epoch)
+{
+	struct dt_window *w = dt_window__new(1000 * MS, 4);
+	struct dt_rate r;
+
+	ck_assert_int_eq(dt_window__add(w, 5 * MS, 5 * MS, 10, 10), 0);
+	dt_window__rate(w, &r);
+	ck_assert_uint_eq(r.epochs, 1);
+	ck_assert_uint_eq(r.covered_ns, 0);
+	ck_assert(r.pages_per_s == 0);
+	dt_window__free(w);
+}
+END_TEST
+
+START_TEST(bad_input)
+{
+	struct dt_window *w = dt_window__new(1000 * MS, 4);
+
+	ck_assert_ptr_null(dt_window__new(0, 4));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_ptr_null(dt_window__new(1, 0));
+	ck_assert_int_eq(dt_window__add(w, 10, 5, 0, 0), -EINVAL);	/* ends before it starts */
+	ck_assert_int_eq(dt_window__add(w, 10, 20, 0, 0), 0);
+	ck_assert_int_eq(dt_window__add(w, 15, 30, 0, 0), -EINVAL);	/* overlaps the last */
+	dt_window__free(w);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("window");
+	TCase *core = tcase_create("core"), *errors = tcase_create("errors");
+
+	tcase_add_test(core, steady_rate);
+	tcase_add_test(core, uneven_epochs_and_gaps);
+	tcase_add_test(core, capacity_evicts_oldest);
+	tcase_add_test(core, zero_length_epoch);
+	tcase_add_test(errors, bad_input);
+	suite_add_tcase(s, core);
+	suite_add_tcase(s, errors);
+	return dt_test_main(s, "window");
+}
