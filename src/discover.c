@@ -20,6 +20,7 @@ int dt_discover_raw(void **bufp, size_t *lenp)
 
 	*bufp = NULL;
 	*lenp = 0;
+	dt_quiet_libbpf();
 	skel = discover__open_and_load();
 	if (!skel) {
 		err = -errno;

@@ -10,6 +10,8 @@
 
 __attribute__((format(printf, 2, 3)))
 DT_HIDDEN void dt_pr(enum dt_print_level level, const char *fmt, ...);
+/* Routes libbpf's messages through our callback; every entry point that loads BPF calls it. */
+DT_HIDDEN void dt_quiet_libbpf(void);
 #define pr_warn(...)  dt_pr(DT_WARN, __VA_ARGS__)
 #define pr_info(...)  dt_pr(DT_INFO, __VA_ARGS__)
 #define pr_debug(...) dt_pr(DT_DEBUG, __VA_ARGS__)

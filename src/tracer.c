@@ -271,6 +271,7 @@ struct dt_tracer *dt_tracer__open(const struct dt_tracer_opts *opts)
 		errno = -err;
 		return NULL;
 	}
+	dt_quiet_libbpf();
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return NULL;

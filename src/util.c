@@ -25,6 +25,17 @@ dt_print_fn dt_set_print(dt_print_fn fn)
 	return old;
 }
 
+/* libbpf prints to stderr until told otherwise: the library promises silence by default. */
+void dt_quiet_libbpf(void)
+{
+	static bool done;
+
+	if (!done) {
+		libbpf_set_print(libbpf_print);
+		done = true;
+	}
+}
+
 void dt_pr(enum dt_print_level level, const char *fmt, ...)
 {
 	va_list ap;

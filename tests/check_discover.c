@@ -4,6 +4,7 @@
  * iterator against a VM of our own whose layout we know (kvm).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -200,6 +201,39 @@ START_TEST(discover_our_vm)
 }
 END_TEST
 
+/*
+ * The library prints nothing unless the caller installs a print callback, libbpf's messages
+ * included (here the refused fentry program makes libbpf talk).
+ */
+START_TEST(silent_by_default)
+{
+	struct dt_tracer_opts o = { .sz = sizeof(o) };
+	char path[] = "/tmp/dt-stderr-XXXXXX", buf[256] = "";
+	int fd, saved;
+	struct dt_tracer *t;
+	ssize_t n;
+	const char *why = dt_test_need_root();
+
+	if (why)
+		DT_SKIP("%s", why);
+	fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	unlink(path);
+	fflush(stderr);
+	saved = dup(2);
+	dup2(fd, 2);
+	t = dt_tracer__open(&o);
+	dt_tracer__close(t);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	close(fd);
+	ck_assert_ptr_nonnull(t);
+	ck_assert_msg(n == 0, "library wrote to stderr: %s", buf);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("discover");
@@ -211,6 +245,7 @@ int main(void)
 	tcase_add_test(core, parse_empty);
 	tcase_add_test(errors, parse_bad_input);
 	tcase_add_test(kvm, discover_our_vm);
+	tcase_add_test(kvm, silent_by_default);
 	tcase_set_timeout(kvm, 30);
 	suite_add_tcase(s, core);
 	suite_add_tcase(s, errors);

@@ -31,7 +31,9 @@ extern "C" {
 
 enum dt_print_level { DT_WARN, DT_INFO, DT_DEBUG };
 typedef int (*dt_print_fn)(enum dt_print_level level, const char *fmt, va_list ap);
-/* Installs the message callback (NULL: silent, the default); returns the previous one. */
+/* Installs the message callback (NULL: silent, the default); returns the previous one.
+ * libbpf's own messages go through it too (as DT_DEBUG): libdirtytrace installs a libbpf print
+ * function when it first loads BPF, replacing any the application set before. */
 DT_API dt_print_fn dt_set_print(dt_print_fn fn);
 
 /* ---- VM discovery ---- */
