@@ -67,15 +67,18 @@ static int cmp_page(const void *pa, const void *pb)
 	return 0;
 }
 
-static int cmp_gfn(const void *pa, const void *pb)
+int dt_gfn__cmp(const struct dt_gfn *a, const struct dt_gfn *b)
 {
-	const struct dt_gfn *a = pa, *b = pb;
-
 	CMP(a->as_id, b->as_id);
 	CMP(a->gfn, b->gfn);
 	CMP(a->slot, b->slot);
 	CMP(a->offset, b->offset);
 	return 0;
+}
+
+static int cmp_gfn(const void *a, const void *b)
+{
+	return dt_gfn__cmp(a, b);
 }
 
 static int cmp_count(const void *pa, const void *pb)

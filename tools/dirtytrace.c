@@ -146,6 +146,20 @@ static void sig_handler(int sig)
 	exiting = 1;
 }
 
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			printf("\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			printf("\\u%04x", *s);
+		else
+			putchar(*s);
+	}
+	putchar('"');
+}
+
 /* One error line: to stderr, and as {"error": ...} on stdout in JSON mode. */
 __attribute__((format(printf, 1, 2)))
 static int fail(const char *fmt, ...)
@@ -158,10 +172,9 @@ static int fail(const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, PROG ": %s\n", msg);
 	if (env.json) {
-		printf("{\"error\":\"");
-		for (const char *p = msg; *p; p++)
-			printf(*p == '"' || *p == '\\' ? "\\%c" : "%c", *p);
-		printf("\"}\n");
+		printf("{\"error\":");
+		json_str(msg);
+		printf("}\n");
 	}
 	return 1;
 }
@@ -189,20 +202,6 @@ static const char *err_hint(int err)
 		return " (kernel too old? dirtytrace needs 5.12+ with BTF; the dirty ring needs 5.11+)";
 	}
 	return "";
-}
-
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			printf("\\%c", *s);
-		else if ((unsigned char)*s < 0x20)
-			printf("\\u%04x", *s);
-		else
-			putchar(*s);
-	}
-	putchar('"');
 }
 
 static void print_vms_json(const struct dt_vm_list *l)
@@ -300,19 +299,6 @@ struct acc {
 	size_t n;
 };
 
-static int gfn_cmp(const struct dt_gfn *a, const struct dt_gfn *b)
-{
-	if (a->as_id != b->as_id)
-		return a->as_id < b->as_id ? -1 : 1;
-	if (a->gfn != b->gfn)
-		return a->gfn < b->gfn ? -1 : 1;
-	if (a->slot != b->slot)
-		return a->slot < b->slot ? -1 : 1;
-	if (a->offset != b->offset)
-		return a->offset < b->offset ? -1 : 1;
-	return 0;
-}
-
 /* Both lists are sorted the same way: a linear merge keeps memory to the dirty set. */
 static int acc_merge(struct acc *a, const struct dt_epoch_vm *vm)
 {
@@ -322,7 +308,7 @@ static int acc_merge(struct acc *a, const struct dt_epoch_vm *vm)
 	if (!m)
 		return -ENOMEM;
 	while (i < a->n || j < vm->nr_gfns) {
-		int c = i == a->n ? 1 : j == vm->nr_gfns ? -1 : gfn_cmp(&a->v[i].g, &vm->gfns[j]);
+		int c = i == a->n ? 1 : j == vm->nr_gfns ? -1 : dt_gfn__cmp(&a->v[i].g, &vm->gfns[j]);
 
 		if (c < 0) {
 			m[n++] = a->v[i++];

@@ -138,6 +138,9 @@ struct dt_gfn {
 	bool recovered;		/* its record was dropped; found in the kernel's dedup map */
 };
 
+/* The order of every GFN list: (as_id, gfn, slot, offset); for merging lists across epochs. */
+DT_API int dt_gfn__cmp(const struct dt_gfn *a, const struct dt_gfn *b);
+
 struct dt_count {
 	int32_t id;		/* vCPU id, or (as_id << 16) | slot id */
 	uint64_t pages;
