@@ -119,8 +119,25 @@ static __always_inline int dedup_mark(void *map, struct dt_dedup_key *key, __u64
 	return (__sync_fetch_and_or(word, bit) & bit) ? 0 : 1;
 }
 
+static __always_inline struct dt_vcpu_stats *vcpu_stats(__u64 kvm, __s32 vcpu, __u32 tgid,
+							__u32 ring_size)
+{
+	struct dt_vcpu_key key = { .kvm = kvm, .vcpu = vcpu };
+	struct dt_vcpu_stats *st, zero = {};
+
+	st = bpf_map_lookup_elem(&vcpus, &key);
+	if (st)
+		return st;
+	zero.tgid = tgid;
+	zero.ring_size = ring_size;
+	bpf_map_update_elem(&vcpus, &key, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&vcpus, &key);
+}
+
+/* st: the vCPU's stats entry when the caller has it, else looked up here (raw per vCPU). */
 static __always_inline void emit_page(__u64 kvm, __u32 tgid, __s32 vcpu, __u16 as_id, __u16 id,
-				      __u64 offset, __u64 gfn, __u8 source)
+				      __u64 offset, __u64 gfn, __u8 source,
+				      struct dt_vcpu_stats *st)
 {
 	__u32 cpu = bpf_get_smp_processor_id();
 	struct dt_inflight *fl = cpu < DT_MAX_CPUS ? &inflight[cpu] : 0;
@@ -138,6 +155,10 @@ static __always_inline void emit_page(__u64 kvm, __u32 tgid, __s32 vcpu, __u16 a
 	__sync_fetch_and_add(&fl->enter, 1);
 	ep = *(volatile __u32 *)&epoch;
 	c->raw++;
+	if (!st)
+		st = vcpu_stats(kvm, vcpu, tgid, 0);
+	if (st)
+		__sync_fetch_and_add(&st->raw, 1);
 
 	key.kvm = kvm;
 	key.slot = ((__u32)as_id << 16) | id;
@@ -189,21 +210,6 @@ static __always_inline struct kvm *ring_to_kvm(struct kvm_dirty_ring *ring)
 	return BPF_CORE_READ(vcpu, kvm);
 }
 
-static __always_inline struct dt_vcpu_stats *vcpu_stats(__u64 kvm, __s32 vcpu, __u32 tgid,
-							__u32 ring_size)
-{
-	struct dt_vcpu_key key = { .kvm = kvm, .vcpu = vcpu };
-	struct dt_vcpu_stats *st, zero = {};
-
-	st = bpf_map_lookup_elem(&vcpus, &key);
-	if (st)
-		return st;
-	zero.tgid = tgid;
-	zero.ring_size = ring_size;
-	bpf_map_update_elem(&vcpus, &key, &zero, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&vcpus, &key);
-}
-
 SEC("raw_tp/kvm_dirty_ring_push")
 int BPF_PROG(dt_ring_push, struct kvm_dirty_ring *ring, __u32 slot, __u64 offset)
 {
@@ -232,6 +238,7 @@ int BPF_PROG(dt_ring_push, struct kvm_dirty_ring *ring, __u32 slot, __u64 offset
 	st = vcpu_stats(kvm, index, tgid, size);
 	if (st) {
 		__sync_fetch_and_add(&st->pushes, 1);
+		st->ring_size = size;	/* the entry may come from a page source without the ring */
 		st->dirty_index = didx;
 		st->reset_index = ridx;
 		if (used > st->max_used)
@@ -241,7 +248,7 @@ int BPF_PROG(dt_ring_push, struct kvm_dirty_ring *ring, __u32 slot, __u64 offset
 	}
 	if (page_source == DT_SRC_RING_PUSH)
 		emit_page(kvm, tgid, index, slot >> 16, slot & 0xffff, offset, DT_GFN_UNKNOWN,
-			  DT_SRC_RING_PUSH);
+			  DT_SRC_RING_PUSH, st);
 	return 0;
 }
 
@@ -317,7 +324,7 @@ static __always_inline void mark_dirty(struct kvm *kvm, const struct kvm_memory_
 	}
 	base = BPF_CORE_READ(memslot, base_gfn);
 	vcpu = bpf_map_lookup_elem(&tid_vcpu, &tid);
-	emit_page((__u64)kvm, tgid, vcpu ? *vcpu : -1, as_id, id, gfn - base, gfn, source);
+	emit_page((__u64)kvm, tgid, vcpu ? *vcpu : -1, as_id, id, gfn - base, gfn, source, NULL);
 }
 
 SEC("fentry/mark_page_dirty_in_slot")

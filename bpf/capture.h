@@ -86,6 +86,7 @@ struct dt_vcpu_stats {
 	__u64 resets;		/* kvm_dirty_ring_reset */
 	__u64 full_exits;	/* kvm_dirty_ring_exit */
 	__u64 overflows;	/* pushes seen with used > ring size: KVM overwrote entries */
+	__u64 raw;		/* dirtying events of the page source on this vCPU (-1: unknown) */
 };
 
 /* Entry/exit counts of the page-emitting programs on one CPU: the epoch-cut barrier. */

@@ -422,7 +422,7 @@ int dt_tracer__ring_views(const struct dt_tracer *t, struct dt_ring_view **out, 
 			.pid = st.tgid, .kvm = key.kvm, .vcpu = key.vcpu, .ring_size = st.ring_size,
 			.used = st.dirty_index - st.reset_index, .max_used = st.max_used,
 			.pushes = st.pushes, .resets = st.resets, .full_exits = st.full_exits,
-			.overflows = st.overflows,
+			.overflows = st.overflows, .raw = st.raw,
 		};
 		cnt++;
 	}

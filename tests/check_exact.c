@@ -217,7 +217,7 @@ static void run_scenario(const struct scenario *sc)
 	ck_assert_uint_eq(st.rb_drops, st.recovered);
 	ck_assert_uint_eq(st.records + st.recovered, total_unique);
 	if (sc->ring) {
-		uint64_t pushes = 0, exits = 0, overflows = 0;
+		uint64_t pushes = 0, exits = 0, overflows = 0, raw = 0;
 
 		/* here every emulated write is one push: raw events are exactly KVM's ring entries */
 		if (dt_tracer__source(t) == DT_SOURCE_RING_PUSH)
@@ -229,11 +229,13 @@ static void run_scenario(const struct scenario *sc)
 			pushes += views[i].pushes;
 			exits += views[i].full_exits;
 			overflows += views[i].overflows;
+			raw += views[i].raw;
 		}
 		free(views);
 		ck_assert_uint_eq(pushes, ts.reaped);
 		ck_assert_uint_eq(exits, ts.ring_full_exits);
 		ck_assert_uint_eq(overflows, 0);
+		ck_assert_uint_eq(raw, st.raw);	/* per-vCPU raw adds up to the total */
 	}
 	dt_tracer__close(t);
 	tvm_destroy(vm);

@@ -189,7 +189,8 @@ struct dt_stats {
 };
 DT_API int dt_tracer__stats(const struct dt_tracer *t, struct dt_stats *st);
 
-/* Per vCPU, KVM's own dirty ring as the tracepoints show it. */
+/* Per vCPU: the page source's raw events, and KVM's own dirty ring as the tracepoints show it
+ * (ring fields are 0 for a VM without a ring). All counts are totals since the tracer opened. */
 struct dt_ring_view {
 	pid_t pid;
 	uint64_t kvm;
@@ -201,6 +202,7 @@ struct dt_ring_view {
 	uint64_t resets;
 	uint64_t full_exits;
 	uint64_t overflows;	/* pushes with used > ring size: KVM overwrote unharvested entries */
+	uint64_t raw;		/* dirtying events of the page source (vcpu -1: not attributed) */
 };
 /* Sorted by (pid, kvm, vcpu); free(*out) when done. */
 DT_API int dt_tracer__ring_views(const struct dt_tracer *t, struct dt_ring_view **out, size_t *n);
