@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* Pure core: dirty-rate windows over epochs. Tag: unit. */
 #include <errno.h>
+#include <stdint.h>
 #include <dirtytrace/dirtytrace.h>
 #include "testlib.h"
 
@@ -84,6 +85,86 @@ START_TEST(bad_input)
 }
 END_TEST
 
+static struct dt_gfn g(uint64_t gfn)
+{
+	return (struct dt_gfn){ .gfn = gfn, .vcpu = -1 };
+}
+
+/* 1 s epochs: pages 0..99 in the first, then 50..149 every second after */
+START_TEST(wss_windows)
+{
+	struct dt_wss *w = dt_wss__new(60000 * MS);
+	struct dt_gfn a[100], b[100];
+
+	ck_assert_ptr_nonnull(w);
+	for (int i = 0; i < 100; i++) {
+		a[i] = g(i);
+		b[i] = g(50 + i);
+	}
+	ck_assert_int_eq(dt_wss__add(w, 1000 * MS, a, 100), 0);
+	ck_assert_uint_eq(dt_wss__pages(w, 1000 * MS), 100);
+	for (int s = 2; s <= 30; s++)
+		ck_assert_int_eq(dt_wss__add(w, s * 1000 * MS, b, 100), 0);
+	ck_assert_uint_eq(dt_wss__pages(w, 1000 * MS), 100);
+	ck_assert_uint_eq(dt_wss__pages(w, 10000 * MS), 100);
+	ck_assert_uint_eq(dt_wss__pages(w, 60000 * MS), 150);	/* the first epoch still counts */
+	ck_assert_uint_eq(dt_wss__total(w), 150);
+	/* 31 s later the first epoch is out of every window, but not out of the total */
+	ck_assert_int_eq(dt_wss__add(w, 62000 * MS, b, 10), 0);
+	ck_assert_uint_eq(dt_wss__pages(w, 60000 * MS), 100);
+	ck_assert_uint_eq(dt_wss__pages(w, 1000 * MS), 10);
+	ck_assert_uint_eq(dt_wss__total(w), 150);
+	ck_assert_int_eq(dt_wss__add(w, 1000 * MS, a, 1), -EINVAL);	/* time went back */
+	dt_wss__free(w);
+}
+END_TEST
+
+/* Same GFN in two address spaces, and unresolved pages: all distinct. */
+START_TEST(wss_keys)
+{
+	struct dt_wss *w = dt_wss__new(1000 * MS);
+	struct dt_gfn v[5] = { g(7), g(7), g(7), g(DT_GFN_NONE), g(DT_GFN_NONE) };
+
+	v[2].as_id = 1;
+	v[3].slot = 3;
+	v[3].offset = 7;
+	v[4].slot = 4;
+	v[4].offset = 7;
+	ck_assert_int_eq(dt_wss__add(w, 1, v, 5), 0);
+	ck_assert_uint_eq(dt_wss__pages(w, 1000 * MS), 4);
+	ck_assert_uint_eq(dt_wss__total(w), 4);
+	dt_wss__free(w);
+}
+END_TEST
+
+/* Many pages, most of them old: the table shrinks back to what is recent. */
+START_TEST(wss_against_reference)
+{
+	struct dt_wss *w = dt_wss__new(5000 * MS);
+	static uint64_t last[20000];
+	struct dt_gfn v[500];
+	uint64_t seed = 3, ever = 0;
+	static unsigned char seen[20000];
+
+	for (int s = 1; s <= 40; s++) {
+		uint64_t want = 0;
+
+		for (int i = 0; i < 500; i++) {
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			v[i] = g((seed >> 33) % (s < 20 ? 20000 : 600));
+			last[v[i].gfn] = s;
+			ever += !seen[v[i].gfn]++;
+		}
+		ck_assert_int_eq(dt_wss__add(w, s * 1000 * MS, v, 500), 0);
+		for (int p = 0; p < 20000; p++)
+			want += last[p] && (int64_t)last[p] > s - 3;
+		ck_assert_uint_eq(dt_wss__pages(w, 3000 * MS), want);
+		ck_assert_uint_eq(dt_wss__total(w), ever);
+	}
+	dt_wss__free(w);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("window");
@@ -94,6 +175,9 @@ int main(void)
 	tcase_add_test(core, capacity_evicts_oldest);
 	tcase_add_test(core, zero_length_epoch);
 	tcase_add_test(errors, bad_input);
+	tcase_add_test(core, wss_windows);
+	tcase_add_test(core, wss_keys);
+	tcase_add_test(core, wss_against_reference);
 	suite_add_tcase(s, core);
 	suite_add_tcase(s, errors);
 	return dt_test_main(s, "window");

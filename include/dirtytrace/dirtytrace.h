@@ -237,6 +237,21 @@ DT_API int dt_window__add(struct dt_window *w, uint64_t start_ns, uint64_t end_n
 			  uint64_t pages);
 DT_API void dt_window__rate(const struct dt_window *w, struct dt_rate *out);
 
+/*
+ * Writable working set of one VM (pure): distinct pages dirtied within a span of time, from the
+ * epoch lists added in time order, and the distinct pages ever added. Memory follows the pages
+ * seen within max_span_ns, plus one 8-byte key per page ever seen for the total.
+ */
+struct dt_wss;
+
+DT_API struct dt_wss *dt_wss__new(uint64_t max_span_ns);
+DT_API void dt_wss__free(struct dt_wss *w);
+/* An epoch ending at end_ns (not before the previous one); -EINVAL, -ENOMEM. */
+DT_API int dt_wss__add(struct dt_wss *w, uint64_t end_ns, const struct dt_gfn *gfns, size_t n);
+/* Distinct pages in epochs that ended within span_ns (<= max_span_ns) of the newest end. */
+DT_API uint64_t dt_wss__pages(const struct dt_wss *w, uint64_t span_ns);
+DT_API uint64_t dt_wss__total(const struct dt_wss *w);
+
 #ifdef __cplusplus
 }
 #endif
