@@ -43,7 +43,7 @@ LIB_OBJS := $(patsubst src/%.c,$(OUTPUT)/lib/%.o,$(LIB_SRCS))
 LIB_A := $(OUTPUT)/libdirtytrace.a
 LIB_SO := $(OUTPUT)/libdirtytrace.so
 PC := $(OUTPUT)/dirtytrace.pc
-TOOLS := dirtytrace
+TOOLS := dirtytrace dirtytop
 TOOL_BINS := $(patsubst %,$(OUTPUT)/bin/%,$(TOOLS))
 
 # Tests: Check suites, each one binary, tagged by what they need (see tests/run-tests).
@@ -96,7 +96,10 @@ $(PC): Makefile | $(OUTPUT)
 
 $(OUTPUT)/bin/%: tools/%.c $(LIB_A) $(wildcard include/dirtytrace/*.h) | $(OUTPUT)/bin
 	$(call msg,BINARY,$@)
-	$(Q)$(CC) $(ALL_CFLAGS) $< -o $@ $(LIB_A) $(LIBS) $(LDSAN)
+	$(Q)$(CC) $(ALL_CFLAGS) $< -o $@ $(LIB_A) $(LIBS) $(TOOL_LIBS) $(LDSAN)
+
+# ncurses draws dirtytop's screen: terminal handling, resize and restore are its job, not ours.
+$(OUTPUT)/bin/dirtytop: TOOL_LIBS = $(shell pkg-config --libs ncursesw 2>/dev/null || echo -lncursesw)
 
 $(OUTPUT)/tests/%.o: tests/%.c $(wildcard tests/*.h) $(wildcard include/dirtytrace/*.h) \
 		     bpf/capture.h $(SKELS) | $(OUTPUT)/tests

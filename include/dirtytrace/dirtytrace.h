@@ -252,6 +252,69 @@ DT_API int dt_wss__add(struct dt_wss *w, uint64_t end_ns, const struct dt_gfn *g
 DT_API uint64_t dt_wss__pages(const struct dt_wss *w, uint64_t span_ns);
 DT_API uint64_t dt_wss__total(const struct dt_wss *w);
 
+/* ---- live monitor model (what dirtytop shows), fed once per interval ---- */
+
+struct dt_top_vcpu {
+	int32_t id;
+	double pages_per_s;	/* unique pages it dirtied first, per second */
+	double raw_per_s;	/* dirtying events per second */
+	uint32_t ring_size;	/* 0: no dirty ring */
+	uint32_t ring_used;	/* dirty_index - reset_index at the last push or reset */
+	uint32_t ring_max_used;
+	double ring_resets_per_s;
+	double ring_full_exits_per_s;
+	uint64_t ring_full_exits;	/* since dirtytop started */
+	uint64_t ring_overflows;	/* pushes with used > size: entries KVM overwrote */
+};
+
+struct dt_top_slot {
+	uint16_t as_id;
+	uint16_t id;
+	bool logging;
+	uint64_t base_gfn;
+	uint64_t pages;		/* slot size */
+	double pages_per_s;
+	double share;		/* of the VM's dirty pages this interval, 0..1 */
+};
+
+struct dt_top_vm {
+	pid_t pid;
+	uint64_t kvm;
+	char name[64];		/* comm until the caller sets something better */
+	uint32_t nr_vcpus;
+	uint32_t ring_entries;	/* 0: dirty bitmap */
+	bool tracking;		/* dirty logging on for some memslot */
+	double pages_per_s;
+	double bytes_per_s;	/* pages_per_s * 4096 */
+	double raw_per_s;
+	uint64_t wss_1s, wss_10s, wss_60s;	/* distinct pages dirtied in the last 1/10/60 s */
+	uint64_t total_pages;	/* distinct pages dirtied since dirtytop started */
+	uint64_t drops;		/* records dropped for this VM, pages recovered (since start) */
+	size_t nr_vcpus_rows;
+	struct dt_top_vcpu *vcpus;	/* sorted by id */
+	size_t nr_slots;
+	struct dt_top_slot *slots;	/* sorted by (as_id, base_gfn) */
+};
+
+struct dt_top_frame {
+	uint64_t now_ns;	/* CLOCK_MONOTONIC at the cut */
+	double interval_s;	/* measured, never 0 */
+	size_t nr_vms;
+	struct dt_top_vm *vms;	/* sorted by pid; owned by the model, valid until the next update */
+};
+
+struct dt_top;
+
+DT_API struct dt_top *dt_top__new(void);
+DT_API void dt_top__free(struct dt_top *top);
+/*
+ * One interval: the epoch just cut, the per-vCPU views read right after it, and the latest VM
+ * discovery. VMs absent from vms have exited and are dropped; new ones appear. Pure: no I/O.
+ */
+DT_API int dt_top__update(struct dt_top *top, const struct dt_epoch *e,
+			  const struct dt_ring_view *views, size_t nr_views,
+			  const struct dt_vm_list *vms, const struct dt_top_frame **frame);
+
 #ifdef __cplusplus
 }
 #endif
