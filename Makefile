@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #
 # make              BPF objects, skeletons, libdirtytrace (.a, .so, .pc) and tools, into .output/
+# make demo         a demo VM watched by dirtytop
 # make check        install missing Debian packages, build, run every test (also under ASan/UBSan)
 # make vmlinux      regenerate vmlinux.h from this kernel's BTF
 # V=1               show full commands
@@ -43,7 +44,7 @@ LIB_OBJS := $(patsubst src/%.c,$(OUTPUT)/lib/%.o,$(LIB_SRCS))
 LIB_A := $(OUTPUT)/libdirtytrace.a
 LIB_SO := $(OUTPUT)/libdirtytrace.so
 PC := $(OUTPUT)/dirtytrace.pc
-TOOLS := dirtytrace dirtytop
+TOOLS := dirtytrace dirtytop dirtydemo
 TOOL_BINS := $(patsubst %,$(OUTPUT)/bin/%,$(TOOLS))
 
 # Tests: Check suites, each one binary, tagged by what they need (see tests/run-tests).
@@ -53,7 +54,7 @@ TEST_COMMON := $(OUTPUT)/tests/testlib.o $(OUTPUT)/tests/vmm.o
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all lib tools tests check check-build check-sanitize deps vmlinux clean bench
+.PHONY: all lib tools tests check check-build check-sanitize deps vmlinux clean bench demo
 
 all: lib tools
 
@@ -98,6 +99,11 @@ $(OUTPUT)/bin/%: tools/%.c $(LIB_A) $(wildcard include/dirtytrace/*.h) | $(OUTPU
 	$(call msg,BINARY,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $< -o $@ $(LIB_A) $(LIBS) $(TOOL_LIBS) $(LDSAN)
 
+# The demo VM runs on the project's test VMM.
+$(OUTPUT)/bin/dirtydemo: tools/dirtydemo.c tests/vmm.c tests/vmm.h | $(OUTPUT)/bin
+	$(call msg,BINARY,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests tools/dirtydemo.c tests/vmm.c -o $@ -pthread $(LDSAN)
+
 # ncurses draws dirtytop's screen: terminal handling, resize and restore are its job, not ours.
 $(OUTPUT)/bin/dirtytop: TOOL_LIBS = $(shell pkg-config --libs ncursesw 2>/dev/null || echo -lncursesw)
 
@@ -129,6 +135,11 @@ check: deps
 check-sanitize: deps
 	$(Q)$(MAKE) --no-print-directory OUTPUT=.output-san SANITIZE=1 all tests
 	$(Q)tests/run-tests .output-san
+
+# The main job on a built-in default: a demo VM watched by dirtytop (q quits both).
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)tools/demo
 
 deps:
 	$(Q)tools/install-deps

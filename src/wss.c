@@ -18,6 +18,7 @@ struct table {
 
 struct dt_wss {
 	uint64_t max_span, newest;
+	uint64_t last_len;	/* time between the last two epoch ends */
 	struct table recent;	/* page -> last dirtied (epoch end) */
 	struct table ever;
 };
@@ -129,6 +130,7 @@ int dt_wss__add(struct dt_wss *w, uint64_t end_ns, const struct dt_gfn *gfns, si
 {
 	if (end_ns < w->newest)
 		return -EINVAL;
+	w->last_len = end_ns - w->newest;
 	w->newest = end_ns;
 	for (size_t i = 0; i < n; i++) {
 		uint64_t key = page_key(&gfns[i]);
@@ -158,9 +160,17 @@ uint64_t dt_wss__pages(const struct dt_wss *w, uint64_t span_ns)
 {
 	uint64_t n = 0, cutoff;
 
+	uint64_t tol;
+
 	if (span_ns > w->max_span)
 		span_ns = w->max_span;
-	cutoff = w->newest > span_ns ? w->newest - span_ns : 0;
+	/*
+	 * Epochs end at jittery times: with 1 s epochs the one before the newest ends about 1 s
+	 * earlier, right on a 1 s window's edge. Half an epoch of slack puts the edge between
+	 * two ends, so a span of S holds S / epoch-length epochs.
+	 */
+	tol = (w->last_len < span_ns ? w->last_len : span_ns) / 2;
+	cutoff = w->newest + tol > span_ns ? w->newest + tol - span_ns : 0;
 	for (size_t i = 0; i < w->recent.cap; i++)
 		n += w->recent.keys[i] && w->recent.vals[i] > cutoff;
 	return n;

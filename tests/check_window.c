@@ -115,6 +115,10 @@ START_TEST(wss_windows)
 	ck_assert_uint_eq(dt_wss__pages(w, 1000 * MS), 10);
 	ck_assert_uint_eq(dt_wss__total(w), 150);
 	ck_assert_int_eq(dt_wss__add(w, 1000 * MS, a, 1), -EINVAL);	/* time went back */
+	/* jitter: an epoch 1.004 s after the last still makes a 1 s window of one epoch */
+	ck_assert_int_eq(dt_wss__add(w, 63004 * MS, a, 5), 0);
+	ck_assert_uint_eq(dt_wss__pages(w, 1000 * MS), 5);
+	ck_assert_uint_eq(dt_wss__pages(w, 2000 * MS), 15);	/* and 2 s holds two */
 	dt_wss__free(w);
 }
 END_TEST

@@ -248,7 +248,8 @@ DT_API struct dt_wss *dt_wss__new(uint64_t max_span_ns);
 DT_API void dt_wss__free(struct dt_wss *w);
 /* An epoch ending at end_ns (not before the previous one); -EINVAL, -ENOMEM. */
 DT_API int dt_wss__add(struct dt_wss *w, uint64_t end_ns, const struct dt_gfn *gfns, size_t n);
-/* Distinct pages in epochs that ended within span_ns (<= max_span_ns) of the newest end. */
+/* Distinct pages in epochs that ended within span_ns (<= max_span_ns) of the newest end, the
+ * window's edge moved in by half the last epoch's length (so 1 s of 1 s epochs is one epoch). */
 DT_API uint64_t dt_wss__pages(const struct dt_wss *w, uint64_t span_ns);
 DT_API uint64_t dt_wss__total(const struct dt_wss *w);
 
