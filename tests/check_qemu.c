@@ -368,11 +368,12 @@ static int guest_counter(struct run *r, unsigned long *val)
 /* Starts QEMU on our guest and returns once the guest loops over its pages. */
 static int boot(struct run *r)
 {
-	char sock[64], qmp_arg[96], err[64];
+	char sock[64], qmp_arg[96], top_arg[96], top_sock[64], err[64];
+	/* a QMP socket serves one client: the second one is dirtytop's */
 	char *argv[] = {
 		QEMU_BIN, "-accel", "kvm,dirty-ring-size=4096", "-m", "128", "-smp", "1",
 		"-cpu", "qemu64,kvmclock=off", "-global", "kvm-apic.vapic=off", "-nodefaults",
-		"-display", "none", "-kernel", r->elf, "-qmp", qmp_arg, NULL,
+		"-display", "none", "-kernel", r->elf, "-qmp", qmp_arg, "-qmp", top_arg, NULL,
 	};
 	uint64_t start = now_ms(), end;
 	unsigned long counter = 0;
@@ -384,6 +385,8 @@ static int boot(struct run *r)
 	in_dir(r, "qmp.sock", sock, sizeof(sock));
 	in_dir(r, "qemu.err", err, sizeof(err));
 	snprintf(qmp_arg, sizeof(qmp_arg), "unix:%s,server=on,wait=off", sock);
+	in_dir(r, "top.sock", top_sock, sizeof(top_sock));
+	snprintf(top_arg, sizeof(top_arg), "unix:%s,server=on,wait=off", top_sock);
 	r->qemu = r->qemu_pid = spawn(argv, NULL, err);
 	FAIL_IF(r, r->qemu < 0, "fork: %s", strerror(errno));
 	if (qmp_connect(r, sock))
@@ -775,7 +778,7 @@ static void finish(struct run *r, int err)
 	}
 	if (r->have_dir) {
 		static const char *const files[] = {
-			"qmp.sock", "qemu.err", "tool.out", "tool.err",
+			"qmp.sock", "top.sock", "qemu.err", "tool.out", "tool.err",
 		};
 
 		for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
@@ -820,6 +823,156 @@ static struct run *run_new(void)
 QEMU_TEST(gfns_equal_guest_pages, gfns_equal)
 QEMU_TEST(vm_exit_during_run, vm_exit)
 
+/* The value of "key": in s, at or after s; false when missing. */
+static bool json_num(const char *s, const char *key, double *v)
+{
+	char pat[64];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	p = strstr(s, pat);
+	if (!p)
+		return false;
+	*v = strtod(p + strlen(pat), NULL);
+	return true;
+}
+
+static int dirtytop_start(struct run *r, char **extra)
+{
+	char pid[16], out[64], err[64], sock[64], path[PATH_MAX];
+	char *argv[16] = { path, "--qmp", sock, "-p", pid };
+	int n = 5;
+
+	snprintf(path, sizeof(path), "%.*sdirtytop",
+		 (int)(strrchr(r->tool_path, '/') + 1 - r->tool_path), r->tool_path);
+	snprintf(pid, sizeof(pid), "%d", r->qemu);
+	in_dir(r, "top.sock", sock, sizeof(sock));
+	in_dir(r, "tool.out", out, sizeof(out));
+	in_dir(r, "tool.err", err, sizeof(err));
+	while (*extra && n < 15)
+		argv[n++] = *extra++;
+	argv[n] = NULL;
+	r->tool = spawn(argv, out, err);
+	FAIL_IF(r, r->tool < 0, "fork: %s", strerror(errno));
+	return 0;
+}
+
+/* Whether QEMU holds a vCPU dirty limit now (dirtytop's way of keeping logging on). */
+static int limit_held(struct run *r, bool *held)
+{
+	if (qmp_cmd(r, "{\"execute\":\"query-vcpu-dirty-limit\"}"))
+		return -1;
+	*held = strstr(r->resp, "limit-rate") != NULL;
+	return 0;
+}
+
+/*
+ * dirtytop --qmp on an idle QEMU (dirty logging off): it turns logging on without throttling,
+ * its raw rate agrees with QEMU's calc-dirty-rate (dirty-ring mode counts ring pushes, as
+ * dirtytop's raw events do), its unique rate is the guest's 64 pages per interval, and QEMU is
+ * left as it was, after -n runs out and after SIGINT.
+ */
+static int dirtytop_qmp(struct run *r)
+{
+	char *json_args[] = { "--json", "-n", "5", "-d", "1", NULL };
+	char *line, *save, how[64];
+	double top_mib = 0, secs = 0;
+	long long rate = -1;
+	int frames = 0;
+	bool held;
+	uint64_t end;
+
+	if (boot(r) || limit_held(r, &held))
+		return -1;
+	FAIL_IF(r, held, "QEMU holds a dirty limit before dirtytop ran: %s", r->resp);
+	if (dirtytop_start(r, json_args))
+		return -1;
+	sleep_ms(1500);
+	if (limit_held(r, &held))
+		return -1;
+	FAIL_IF(r, !held, "dirtytop --qmp set no dirty limit: %s", r->resp);
+	/* QEMU's own measurement over 2 s, inside dirtytop's 5 */
+	if (calc_dirty_rate(r, 2))
+		return -1;
+	end = now_ms() + 10000;
+	do {
+		sleep_ms(200);
+		if (qmp_cmd(r, "{\"execute\":\"query-dirty-rate\"}"))
+			return -1;
+		FAIL_IF(r, now_ms() > end, "calc-dirty-rate did not finish: %s", r->resp);
+	} while (!strstr(r->resp, "\"status\": \"measured\""));
+	FAIL_IF(r, !qmp_return_int(r->resp, "dirty-rate", &rate), "no dirty-rate: %s", r->resp);
+	if (tool_wait(r, 15000))
+		return -1;
+	describe_status(r->tool_status, how, sizeof(how));
+	FAIL_IF(r, !WIFEXITED(r->tool_status) || WEXITSTATUS(r->tool_status), "dirtytop: %s", how);
+	if (limit_held(r, &held))
+		return -1;
+	FAIL_IF(r, held, "dirtytop left QEMU's dirty limit set: %s", r->resp);
+
+	for (line = strtok_r(r->out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		const char *vm = strstr(line, "\"vms\":[{");
+		double iv, pages, raw;
+
+		frames++;
+		FAIL_IF(r, !vm || !strstr(vm, "\"tracking\":true"), "frame %d: %s", frames, line);
+		FAIL_IF(r, !json_num(line, "interval_s", &iv) ||
+			!json_num(vm, "dirty_pages_per_s", &pages) ||
+			!json_num(vm, "raw_events_per_s", &raw), "frame %d: keys missing", frames);
+		/* the guest sweeps its 64 pages ~500 times a second: every page, every interval */
+		FAIL_IF(r, pages * iv < 63.4 || pages * iv > 64.6,
+			"frame %d: %.1f pages/s over %.3f s, the guest writes 64 pages", frames, pages,
+			iv);
+		top_mib += raw * 4096 / (1 << 20) * iv;
+		secs += iv;
+	}
+	FAIL_IF(r, frames != 5, "%d JSON frames, want 5", frames);
+	/*
+	 * QEMU reports whole MB/s (MiB, truncated) for a 2 s window; dirtytop averages 5 s of a
+	 * steady guest. 15% covers the truncation and the guest's speed drifting between windows.
+	 */
+	printf("dirtytop_qmp: QEMU calc-dirty-rate %lld MB/s, dirtytop raw %.1f MiB/s\n", rate,
+	       top_mib / secs);
+	FAIL_IF(r, top_mib / secs < rate * 0.85 || top_mib / secs > (rate + 1) * 1.15,
+		"dirtytop raw %.1f MiB/s vs QEMU %lld MB/s", top_mib / secs, rate);
+
+	/* Ctrl-C: the limit goes too */
+	free(r->out);
+	free(r->err);
+	r->out = r->err = NULL;
+	if (dirtytop_start(r, (char *[]){ "-b", NULL }))
+		return -1;
+	sleep_ms(1500);
+	if (limit_held(r, &held))
+		return -1;
+	FAIL_IF(r, !held, "dirtytop -b --qmp set no dirty limit");
+	kill(r->tool, SIGINT);
+	if (tool_wait(r, 5000))
+		return -1;
+	FAIL_IF(r, !WIFEXITED(r->tool_status) || WEXITSTATUS(r->tool_status),
+		"dirtytop after SIGINT: status %#x", r->tool_status);
+	if (limit_held(r, &held))
+		return -1;
+	FAIL_IF(r, held, "dirtytop left the dirty limit set after SIGINT: %s", r->resp);
+	return 0;
+}
+
+START_TEST(dirtytop_qmp_rates)
+{
+	struct run *r;
+	const char *why = need_qemu();
+	int err;
+
+	if (why)
+		DT_SKIP("%s", why);
+	r = run_new();
+	err = dirtytop_qmp(r);
+	finish(r, err);
+	ck_assert_msg(!err, "%s", r->msg);
+	free(r);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("qemu");
@@ -828,6 +981,7 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, gfns_equal_guest_pages);
 	tcase_add_test(tc, vm_exit_during_run);
+	tcase_add_test(tc, dirtytop_qmp_rates);
 	suite_add_tcase(s, tc);
 	return dt_test_main(s, "qemu");
 }

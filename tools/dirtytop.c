@@ -2,6 +2,8 @@
 /* dirtytop: which VMs write memory how fast, live; per VM, vCPU and memslot. */
 #include <argp.h>
 #include <ctype.h>
+#include <dirent.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ncurses.h>
@@ -15,6 +17,7 @@
 
 #define PROG "dirtytop"
 #define MAX_PIDS 16
+#define MAX_QMP 32
 
 static struct env {
 	double delay;
@@ -23,6 +26,8 @@ static struct env {
 	pid_t pids[MAX_PIDS];
 	size_t nr_pids;
 	int verbose;
+	const char *qmp_args[MAX_QMP];
+	size_t nr_qmp_args;
 } env = { .delay = 1.0 };
 
 static volatile sig_atomic_t exiting;
@@ -41,7 +46,8 @@ static const char doc[] =
 "  dirtytop                     # every VM, refreshed each second\n"
 "  dirtytop -p 1234 -d 0.5      # one VM, twice a second\n"
 "  dirtytop -b -n 5 -e          # five text reports with vCPU and memslot rows\n"
-"  dirtytop --json -n 10        # ten JSON lines, one per interval\n";
+"  dirtytop --json -n 10        # ten JSON lines, one per interval\n"
+"  dirtytop --qmp /run/vm1.qmp  # keep that QEMU's dirty logging on while watching\n";
 
 static const struct argp_option opts[] = {
 	{ "delay", 'd', "SECONDS", 0, "Refresh interval, fractions allowed (1)", 0 },
@@ -51,6 +57,8 @@ static const struct argp_option opts[] = {
 	{ "json", 'j', NULL, 0, "One JSON object per interval, one line each", 0 },
 	{ "expand", 'e', NULL, 0, "Batch: add vCPU and memslot rows", 0 },
 	{ "verbose", 'v', NULL, 0, "Say which event sources were tried (-vv: libbpf too)", 0 },
+	{ "qmp", 'Q', "PATH", 0, "QEMU QMP socket (or a directory of them): keep its dirty logging "
+	  "on while watching, restore it at exit; repeatable", 0 },
 	{},
 };
 
@@ -93,6 +101,11 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 		break;
 	case 'v':
 		env.verbose++;
+		break;
+	case 'Q':
+		if (env.nr_qmp_args == MAX_QMP)
+			argp_error(state, "at most %d --qmp", MAX_QMP);
+		env.qmp_args[env.nr_qmp_args++] = arg;
 		break;
 	case ARGP_KEY_ARG:
 		argp_error(state, "unexpected argument: %s", arg);
@@ -535,9 +548,85 @@ static void curses_end(void)
 	}
 }
 
-/* ---- main loop ---- */
+/* ---- QEMU: dirty logging held on through QMP while we watch ---- */
+
+static struct dt_qmp *qmps[MAX_QMP];
+static size_t nr_qmps;
 
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int hold_one(const char *path)
+{
+	char why[512];
+	struct dt_qmp *q;
+	int err;
+
+	if (nr_qmps == MAX_QMP)
+		return fail("more than %d QMP sockets", MAX_QMP);
+	q = dt_qmp__open(path);
+	if (!q)
+		return fail("cannot talk QMP on %s: %s", path,
+			    errno == EPROTO ? "not a QMP socket" :
+			    errno == ETIMEDOUT ? "no greeting (another client holds it? QEMU serves "
+			    "one client per -qmp socket: give QEMU another for dirtytop)" :
+			    strerror(errno));
+	err = dt_qmp__hold_dirty_logging(q, why, sizeof(why));
+	if (err) {
+		dt_qmp__close(q);
+		return fail("QEMU on %s will not keep dirty logging on: %s%s", path, why,
+			    strstr(why, "dirty-ring-size") ? "" :
+			    " (needs QEMU 7.1+ with -accel kvm,dirty-ring-size=N)");
+	}
+	qmps[nr_qmps++] = q;
+	if (env.verbose && !curses_on)
+		fprintf(stderr, PROG ": %s: holding dirty logging on for pid %d\n", path,
+			dt_qmp__pid(q));
+	return 0;
+}
+
+/* Each --qmp: a socket, or a directory whose sockets are all QEMUs to hold. */
+static int hold_all(void)
+{
+	for (size_t i = 0; i < env.nr_qmp_args; i++) {
+		const char *arg = env.qmp_args[i];
+		struct stat st;
+		DIR *d;
+		struct dirent *de;
+		int err = 0;
+
+		if (stat(arg, &st))
+			return fail("--qmp %s: %s", arg, strerror(errno));
+		if (!S_ISDIR(st.st_mode)) {
+			err = hold_one(arg);
+			if (err)
+				return err;
+			continue;
+		}
+		d = opendir(arg);
+		if (!d)
+			return fail("--qmp %s: %s", arg, strerror(errno));
+		while (!err && (de = readdir(d))) {
+			char path[4096];
+
+			snprintf(path, sizeof(path), "%s/%s", arg, de->d_name);
+			if (!stat(path, &st) && S_ISSOCK(st.st_mode))
+				err = hold_one(path);
+		}
+		closedir(d);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+static void release_all(void)
+{
+	while (nr_qmps)
+		dt_qmp__close(qmps[--nr_qmps]);
+}
+
+/* ---- main loop ---- */
+
 static int fail(const char *fmt, ...)
 {
 	va_list ap;
@@ -585,11 +674,16 @@ int main(int argc, char **argv)
 		if (kill(env.pids[i], 0) && errno == ESRCH)
 			return fail("no process with pid %d", env.pids[i]);
 
+	if (hold_all()) {
+		release_all();
+		return 1;
+	}
 	o.pids = env.nr_pids ? env.pids : NULL;
 	o.nr_pids = env.nr_pids;
 	t = dt_tracer__open(&o);
 	if (!t) {
 		err = -errno;
+		release_all();
 		return fail("failed to attach: %s%s", strerror(-err), err_hint(err));
 	}
 	top = dt_top__new();
@@ -683,6 +777,7 @@ int main(int argc, char **argv)
 	ret = 0;
 out:
 	curses_end();
+	release_all();	/* QEMU's dirty logging back as it was, also after Ctrl-C */
 	dt_top__free(top);
 	dt_tracer__close(t);
 	return ret;

@@ -253,6 +253,28 @@ DT_API int dt_wss__add(struct dt_wss *w, uint64_t end_ns, const struct dt_gfn *g
 DT_API uint64_t dt_wss__pages(const struct dt_wss *w, uint64_t span_ns);
 DT_API uint64_t dt_wss__total(const struct dt_wss *w);
 
+/* ---- QEMU control over QMP ---- */
+
+struct dt_qmp;
+
+/* Connects to a QMP unix socket and negotiates capabilities; NULL and errno on failure
+ * (EPROTO: not QMP). */
+DT_API struct dt_qmp *dt_qmp__open(const char *path);
+/* Releases what this connection holds, then closes it. */
+DT_API void dt_qmp__close(struct dt_qmp *q);
+/* The QEMU process behind the socket (SO_PEERCRED), 0 if unknown. */
+DT_API pid_t dt_qmp__pid(const struct dt_qmp *q);
+/* Sends one command (a JSON object); resp gets the answer line. -EREMOTEIO: QEMU said error. */
+DT_API int dt_qmp__execute(struct dt_qmp *q, const char *cmd, char *resp, size_t sz);
+/*
+ * Keeps QEMU's dirty logging on without throttling: a vCPU dirty limit no guest reaches
+ * (QEMU 7.1+, needs -accel kvm,dirty-ring-size=N). A limit already set by someone else is left
+ * as it is. why gets QEMU's refusal on failure.
+ */
+DT_API int dt_qmp__hold_dirty_logging(struct dt_qmp *q, char *why, size_t sz);
+/* Cancels the limit hold_dirty_logging set, if it set one: QEMU is as it was. */
+DT_API int dt_qmp__release(struct dt_qmp *q);
+
 /* ---- live monitor model (what dirtytop shows), fed once per interval ---- */
 
 struct dt_top_vcpu {
