@@ -3,6 +3,7 @@
 # make              BPF objects, skeletons, libdirtytrace (.a, .so, .pc) and tools, into .output/
 # make demo         a demo VM watched by dirtytop
 # make check        install missing Debian packages, build, run every test (also under ASan/UBSan)
+# make bench        benchmarks (dirtytop's CPU, capture cost per event)
 # make vmlinux      regenerate vmlinux.h from this kernel's BTF
 # V=1               show full commands
 OUTPUT ?= .output
@@ -140,6 +141,11 @@ check-sanitize: deps
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)tools/demo
+
+# Speed and memory, measured side by side in one run (never by timed unit tests).
+bench: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)tests/bench/dirtytop-cpu
 
 deps:
 	$(Q)tools/install-deps
