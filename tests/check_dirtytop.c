@@ -111,6 +111,46 @@ static double num(const char *s, const char *key)
 	return strtod(p + strlen(pat), NULL);
 }
 
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = calloc(1, 1 << 18);
+
+	ck_assert_msg(f, "%s: %s", path, strerror(errno));
+	ck_assert_uint_lt(fread(buf, 1, (1 << 18) - 1, f), (1 << 18) - 1);
+	fclose(f);
+	return buf;
+}
+
+/* JSON keys are an API: every key dirtytop prints is in its man page and in the README. */
+static void assert_keys_documented(const char *frame)
+{
+	char *man = slurp("tools/dirtytop.8"), *readme = slurp("README.md");
+	int keys = 0;
+
+	for (const char *p = strchr(frame, '"'); p; p = strchr(p, '"')) {
+		const char *end = strchr(p + 1, '"');
+		char key[64], man_key[96], md_key[96];
+
+		ck_assert_ptr_nonnull(end);
+		if (end[1] != ':') {	/* a string value, not a key */
+			p = end + 1;
+			continue;
+		}
+		snprintf(key, sizeof(key), "%.*s", (int)(end - p - 1), p + 1);
+		/* in roff every key is bold; in the README it is in backquotes */
+		snprintf(man_key, sizeof(man_key), " %s", key);
+		snprintf(md_key, sizeof(md_key), "`%s`", key);
+		ck_assert_msg(strstr(man, man_key), "JSON key %s not in tools/dirtytop.8", key);
+		ck_assert_msg(strstr(readme, md_key), "JSON key %s not in README.md", key);
+		keys++;
+		p = end + 1;
+	}
+	ck_assert_int_gt(keys, 30);
+	free(man);
+	free(readme);
+}
+
 #define NEED(fn) do { const char *why = fn(); if (why) DT_SKIP("%s", why); } while (0)
 
 START_TEST(json_against_known_vm)
@@ -120,6 +160,7 @@ START_TEST(json_against_known_vm)
 	pthread_t th;
 	int status, frames = 0;
 	double raw_sum = 0, secs = 0;
+	const char *last = NULL;
 
 	NEED(dt_test_need_kvm);
 	w.vm = known_vm();
@@ -132,6 +173,8 @@ START_TEST(json_against_known_vm)
 
 	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		const char *vm, *v0, *v1, *s1, *s2;
+
+		last = line;
 		double iv = num(line, "interval_s"), pages, raw;
 
 		frames++;
@@ -170,6 +213,7 @@ START_TEST(json_against_known_vm)
 		secs += iv;
 	}
 	ck_assert_int_eq(frames, 4);
+	assert_keys_documented(last);
 	/*
 	 * Raw events are the guest's writes (one ring push each on this host). The writer ran a
 	 * little longer than dirtytop watched (start-up, exit), so compare rates, not counts: the
