@@ -96,7 +96,7 @@ $(PC): Makefile | $(OUTPUT)
 		'Version: $(VERSION)' 'Requires.private: libbpf' 'Libs: -L$${libdir} -ldirtytrace' \
 		'Libs.private: -lelf -lz' 'Cflags: -I$${includedir}' > $@
 
-$(OUTPUT)/bin/%: tools/%.c $(LIB_A) $(wildcard include/dirtytrace/*.h) | $(OUTPUT)/bin
+$(OUTPUT)/bin/%: tools/%.c tools/common.h $(LIB_A) $(wildcard include/dirtytrace/*.h) | $(OUTPUT)/bin
 	$(call msg,BINARY,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $< -o $@ $(LIB_A) $(LIBS) $(TOOL_LIBS) $(LDSAN)
 

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <dirtytrace/dirtytrace.h>
+#include "common.h"
 
 #define PROG "dirtytop"
 #define MAX_PIDS 16
@@ -261,20 +262,6 @@ struct totals {
 	uint64_t drops, lost;
 };
 
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			printf("\\%c", *s);
-		else if ((unsigned char)*s < 0x20)
-			printf("\\u%04x", *s);
-		else
-			putchar(*s);
-	}
-	putchar('"');
-}
-
 static void print_json(const struct dt_top_frame *f, const struct totals *t)
 {
 	const struct dt_top_vm *vms[256];
@@ -289,7 +276,7 @@ static void print_json(const struct dt_top_frame *f, const struct totals *t)
 		const struct dt_top_vm *v = vms[i];
 
 		printf("%s{\"pid\":%d,\"name\":", i ? "," : "", v->pid);
-		json_str(v->name);
+		tool_json_str(v->name);
 		printf(",\"kvm\":\"0x%llx\",\"vcpus_online\":%u,\"ring_entries\":%u,\"tracking\":%s,"
 		       "\"dirty_pages_per_s\":%.1f,\"dirty_bytes_per_s\":%.0f,"
 		       "\"raw_events_per_s\":%.1f,\"wss_pages\":{\"1s\":%llu,\"10s\":%llu,"
@@ -640,15 +627,6 @@ static int fail(const char *fmt, ...)
 	return 1;
 }
 
-static const char *err_hint(int err)
-{
-	if (err == -EPERM || err == -EACCES)
-		return " (run as root)";
-	if (err == -ENOENT)
-		return " (no KVM tracepoints: is KVM loaded? modprobe kvm_intel or kvm_amd)";
-	return "";
-}
-
 int main(int argc, char **argv)
 {
 	static const struct argp argp = { .options = opts, .parser = parse_arg, .doc = doc };
@@ -665,11 +643,8 @@ int main(int argc, char **argv)
 	dt_set_print(print_fn);
 	if (!env.json && !env.batch && !isatty(STDOUT_FILENO))
 		env.batch = true;	/* like top: a pipe gets text, not escape codes */
-	if (geteuid() != 0)
-		return fail("must run as root (needs CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)");
-	if (access("/sys/kernel/btf/vmlinux", R_OK))
-		return fail("kernel lacks BTF: /sys/kernel/btf/vmlinux is missing "
-			    "(needs CONFIG_DEBUG_INFO_BTF=y)");
+	if (tool_preflight())
+		return fail("%s", tool_preflight());
 	for (size_t i = 0; i < env.nr_pids; i++)
 		if (kill(env.pids[i], 0) && errno == ESRCH)
 			return fail("no process with pid %d", env.pids[i]);
@@ -684,7 +659,7 @@ int main(int argc, char **argv)
 	if (!t) {
 		err = -errno;
 		release_all();
-		return fail("failed to attach: %s%s", strerror(-err), err_hint(err));
+		return fail("failed to attach: %s%s", strerror(-err), tool_err_hint(err));
 	}
 	top = dt_top__new();
 	if (!top) {
@@ -692,13 +667,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	tot.source = dt_source__name(dt_tracer__source(t));
-	if (env.verbose) {
-		const struct dt_probe *p;
-		size_t np = dt_tracer__probes(t, &p);
-
-		for (size_t i = 0; i < np; i++)
-			fprintf(stderr, PROG ": %-44s %s\n", p[i].what, p[i].why);
-	}
+	if (env.verbose)
+		tool_print_probes(PROG, t);
 	signal(SIGINT, sig_handler);
 	signal(SIGTERM, sig_handler);
 	if (!env.batch && !env.json) {

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <dirtytrace/dirtytrace.h>
+#include "common.h"
 
 #define PROG "dirtytrace"
 
@@ -146,20 +147,6 @@ static void sig_handler(int sig)
 	exiting = 1;
 }
 
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			printf("\\%c", *s);
-		else if ((unsigned char)*s < 0x20)
-			printf("\\u%04x", *s);
-		else
-			putchar(*s);
-	}
-	putchar('"');
-}
-
 /* One error line: to stderr, and as {"error": ...} on stdout in JSON mode. */
 __attribute__((format(printf, 1, 2)))
 static int fail(const char *fmt, ...)
@@ -173,35 +160,18 @@ static int fail(const char *fmt, ...)
 	fprintf(stderr, PROG ": %s\n", msg);
 	if (env.json) {
 		printf("{\"error\":");
-		json_str(msg);
+		tool_json_str(msg);
 		printf("}\n");
 	}
 	return 1;
 }
 
-/* The checks every command needs first, with the hint a user can act on. */
+/* The checks every command needs first. */
 static int preflight(void)
 {
-	if (geteuid() != 0)
-		return fail("must run as root (needs CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)");
-	if (access("/sys/kernel/btf/vmlinux", R_OK))
-		return fail("kernel lacks BTF: /sys/kernel/btf/vmlinux is missing "
-			    "(needs CONFIG_DEBUG_INFO_BTF=y)");
-	return 0;
-}
+	const char *why = tool_preflight();
 
-static const char *err_hint(int err)
-{
-	switch (err) {
-	case -EPERM:
-	case -EACCES:
-		return " (run as root; lockdown or a seccomp policy may also forbid BPF)";
-	case -ENOENT:
-		return " (no KVM tracepoints: is KVM loaded? modprobe kvm_intel or kvm_amd)";
-	case -EINVAL:
-		return " (kernel too old? dirtytrace needs 5.12+ with BTF; the dirty ring needs 5.11+)";
-	}
-	return "";
+	return why ? fail("%s", why) : 0;
 }
 
 static void print_vms_json(const struct dt_vm_list *l)
@@ -211,7 +181,7 @@ static void print_vms_json(const struct dt_vm_list *l)
 		const struct dt_vm *vm = &l->vms[i];
 
 		printf("%s{\"pid\":%d,\"comm\":", i ? "," : "", vm->pid);
-		json_str(vm->comm);
+		tool_json_str(vm->comm);
 		printf(",\"kvm\":\"0x%llx\",\"fd\":%d,\"vcpus\":%u,\"ring_entries\":%u,"
 		       "\"slots_logging\":%u,\"slots_known\":%s,\"slots_truncated\":%s,\"slots\":[",
 		       (unsigned long long)vm->kvm, vm->fd, vm->nr_vcpus, vm->ring_entries,
@@ -279,7 +249,7 @@ static int cmd_vms(void)
 
 	err = dt_vms__discover(&l);
 	if (err)
-		return fail("failed to discover VMs: %s%s", strerror(-err), err_hint(err));
+		return fail("failed to discover VMs: %s%s", strerror(-err), tool_err_hint(err));
 	if (env.json)
 		print_vms_json(l);
 	else
@@ -358,15 +328,6 @@ static void print_gfns(const struct acc *a, const struct dt_tracer *t, uint64_t 
 	printf("]}\n");
 }
 
-static void print_probes(const struct dt_tracer *t)
-{
-	const struct dt_probe *p;
-	size_t n = dt_tracer__probes(t, &p);
-
-	for (size_t i = 0; i < n; i++)
-		fprintf(stderr, PROG ": %-44s %s\n", p[i].what, p[i].why);
-}
-
 static int pidfd_of(pid_t pid)
 {
 #ifdef SYS_pidfd_open
@@ -411,7 +372,7 @@ static int cmd_gfns(void)
 		return fail("no process with pid %d", env.pid);
 	err = dt_vms__discover(&vms);
 	if (err)
-		return fail("failed to discover VMs: %s%s", strerror(-err), err_hint(err));
+		return fail("failed to discover VMs: %s%s", strerror(-err), tool_err_hint(err));
 	vm = dt_vm_list__find(vms, env.pid);
 	if (!vm) {
 		fail("pid %d is not a KVM VMM: it holds no kvm-vm file descriptor", env.pid);
@@ -429,11 +390,11 @@ static int cmd_gfns(void)
 	t = dt_tracer__open(&o);
 	if (!t) {
 		err = -errno;
-		fail("failed to attach: %s%s", strerror(-err), err_hint(err));
+		fail("failed to attach: %s%s", strerror(-err), tool_err_hint(err));
 		goto out;
 	}
 	if (env.verbose)
-		print_probes(t);
+		tool_print_probes(PROG, t);
 	if (!vm->ring_entries && dt_tracer__source(t) == DT_SOURCE_RING_PUSH)
 		fprintf(stderr, PROG ": warning: pid %d uses the dirty bitmap, which only "
 			"fentry/kprobe see; expect no pages\n", env.pid);

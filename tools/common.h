@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* What every dirtytrace tool says the same way: preflight checks, error hints, JSON strings. */
+#ifndef DT_TOOLS_COMMON_H
+#define DT_TOOLS_COMMON_H
+
+#include <errno.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <dirtytrace/dirtytrace.h>
+
+/* The checks every tool needs first: NULL, or the message (with the hint a user can act on). */
+static inline const char *tool_preflight(void)
+{
+	if (geteuid() != 0)
+		return "must run as root (needs CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)";
+	if (access("/sys/kernel/btf/vmlinux", R_OK))
+		return "kernel lacks BTF: /sys/kernel/btf/vmlinux is missing "
+		       "(needs CONFIG_DEBUG_INFO_BTF=y)";
+	return NULL;
+}
+
+/* A hint for a failed load or attach. */
+static inline const char *tool_err_hint(int err)
+{
+	switch (err) {
+	case -EPERM:
+	case -EACCES:
+		return " (run as root; lockdown or a seccomp policy may also forbid BPF)";
+	case -ENOENT:
+		return " (no KVM tracepoints: is KVM loaded? modprobe kvm_intel or kvm_amd)";
+	case -EINVAL:
+		return " (kernel too old? dirtytrace needs 5.12+ with BTF; the dirty ring needs 5.11+)";
+	}
+	return "";
+}
+
+static inline void tool_json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			printf("\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			printf("\\u%04x", *s);
+		else
+			putchar(*s);
+	}
+	putchar('"');
+}
+
+/* -v: every source the loader tried, and why it is or is not used. */
+static inline void tool_print_probes(const char *prog, const struct dt_tracer *t)
+{
+	const struct dt_probe *p;
+	size_t n = dt_tracer__probes(t, &p);
+
+	for (size_t i = 0; i < n; i++)
+		fprintf(stderr, "%s: %-44s %s\n", prog, p[i].what, p[i].why);
+}
+
+#endif
