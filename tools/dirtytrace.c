@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* dirtytrace: list the KVM VMs on this host and the guest pages they dirty. */
 #include <argp.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -24,6 +27,8 @@ static struct env {
 	unsigned int sources;
 	size_t ringbuf;
 	const char *cmd;
+	const char *output;	/* record -o */
+	const char *file;	/* report FILE */
 } env = { .interval_ms = 1000 };
 
 static volatile sig_atomic_t exiting;
@@ -37,11 +42,14 @@ static const char doc[] =
 "COMMANDS:\n"
 "  vms                 list the VMs on this host (VMM pid, vCPUs, dirty ring, memslots)\n"
 "  gfns -p PID         the sorted unique GFNs VM PID dirties, as hex as_id:gfn\n"
+"  record -p PID -o F  record VM PID's dirty pages, epoch by epoch, into trace file F\n"
+"  report F            what trace F says: rates, working sets, vCPU/slot shares, hot regions\n"
 "\n"
 "EXAMPLES:\n"
 "  dirtytrace vms --json          # every VM, as JSON\n"
 "  dirtytrace gfns -p 1234 -d 5   # pages VM 1234 dirties in 5 s\n"
-"  dirtytrace -v gfns -p 1234     # until Ctrl-C; -v says which event source is used\n";
+"  dirtytrace -v gfns -p 1234     # until Ctrl-C; -v says which event source is used\n"
+"  dirtytrace record -p 1234 -d 60 -o vm.dtt && dirtytrace report vm.dtt\n";
 
 static const struct argp_option opts[] = {
 	{ "verbose", 'v', NULL, 0, "Say which event sources were tried and chosen (-vv: libbpf too)", 0 },
@@ -51,6 +59,7 @@ static const struct argp_option opts[] = {
 	{ "interval", 'i', "MS", 0, "Epoch length; count = epochs a page was dirty in (1000)", 0 },
 	{ "source", 's', "SRC", 0, "Only this page source: fentry, kprobe or ring", 0 },
 	{ "ringbuf", 'r', "BYTES", 0, "BPF ring buffer size, a power of two (4194304)", 0 },
+	{ "output", 'o', "FILE", 0, "record: the trace file to write", 0 },
 	{ NULL, 'h', NULL, OPTION_HIDDEN, "Show this help", 0 },
 	{},
 };
@@ -111,14 +120,20 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 	case 'h':
 		argp_state_help(state, stderr, ARGP_HELP_STD_HELP);
 		break;
+	case 'o':
+		env.output = arg;
+		break;
 	case ARGP_KEY_ARG:
-		if (env.cmd)
+		if (!env.cmd)
+			env.cmd = arg;
+		else if (!strcmp(env.cmd, "report") && !env.file)
+			env.file = arg;
+		else
 			die_usage(state, "unexpected argument: %s", arg);
-		env.cmd = arg;
 		break;
 	case ARGP_KEY_END:
 		if (!env.cmd)
-			die_usage(state, "%s", "missing command (vms or gfns)");
+			die_usage(state, "%s", "missing command (vms, gfns, record or report)");
 		break;
 	default:
 		return ARGP_ERR_UNKNOWN;
@@ -338,138 +353,557 @@ static int pidfd_of(pid_t pid)
 #endif
 }
 
-/* Cuts an epoch and merges the watched VM's pages into acc. */
-static int harvest(struct dt_tracer *t, struct acc *acc)
-{
-	const struct dt_epoch_vm *vm;
-	struct dt_epoch *e;
-	int err;
+/* One watched VM: its discovery, the tracer on it, and a pidfd that tells when it exits. */
+struct session {
+	struct dt_vm_list *vms;
+	const struct dt_vm *vm;
+	struct dt_tracer *t;
+	int pidfd;
+	bool vm_exited;
+};
 
-	err = dt_tracer__cut(t, &e);
-	if (err)
-		return err;
-	vm = dt_epoch__vm(e, env.pid);
-	err = vm ? acc_merge(acc, vm) : 0;
-	dt_epoch__free(e);
-	return err;
+static void session_close(struct session *s)
+{
+	dt_tracer__close(s->t);
+	dt_vm_list__free(s->vms);
+	if (s->pidfd >= 0)
+		close(s->pidfd);
 }
 
-static int cmd_gfns(void)
+/* Checks -p, finds the VM and attaches; 0, or 1 after printing the one error line. */
+static int session_open(struct session *s, const char *cmd)
 {
 	struct dt_tracer_opts o = { .sz = sizeof(o) };
-	struct dt_tracer *t = NULL;
-	struct dt_vm_list *vms = NULL;
-	const struct dt_vm *vm;
-	struct acc acc = {};
-	struct dt_stats st;
-	uint64_t end_ms = 0, next_cut, now;
-	bool vm_exited = false;
-	int err, pidfd = -1, ret = 1;
+	int err;
 
+	memset(s, 0, sizeof(*s));
+	s->pidfd = -1;
 	if (!env.pid)
-		return fail("gfns needs -p PID (see 'dirtytrace vms')");
+		return fail("%s needs -p PID (see 'dirtytrace vms')", cmd);
 	if (kill(env.pid, 0) && errno == ESRCH)
 		return fail("no process with pid %d", env.pid);
-	err = dt_vms__discover(&vms);
+	err = dt_vms__discover(&s->vms);
 	if (err)
 		return fail("failed to discover VMs: %s%s", strerror(-err), tool_err_hint(err));
-	vm = dt_vm_list__find(vms, env.pid);
-	if (!vm) {
-		fail("pid %d is not a KVM VMM: it holds no kvm-vm file descriptor", env.pid);
-		goto out;
+	s->vm = dt_vm_list__find(s->vms, env.pid);
+	if (!s->vm) {
+		session_close(s);
+		return fail("pid %d is not a KVM VMM: it holds no kvm-vm file descriptor", env.pid);
 	}
 	if (env.verbose)
-		fprintf(stderr, PROG ": watching pid %d (%s), %u vCPUs, %s\n", vm->pid, vm->comm,
-			vm->nr_vcpus, vm->ring_entries ? "dirty ring" : "dirty bitmap");
-	pidfd = pidfd_of(env.pid);
-
+		fprintf(stderr, PROG ": watching pid %d (%s), %u vCPUs, %s\n", s->vm->pid,
+			s->vm->comm, s->vm->nr_vcpus,
+			s->vm->ring_entries ? "dirty ring" : "dirty bitmap");
+	s->pidfd = pidfd_of(env.pid);
 	o.pids = &env.pid;
 	o.nr_pids = 1;
 	o.sources = env.sources;
 	o.ringbuf_bytes = env.ringbuf;
-	t = dt_tracer__open(&o);
-	if (!t) {
+	s->t = dt_tracer__open(&o);
+	if (!s->t) {
 		err = -errno;
-		fail("failed to attach: %s%s", strerror(-err), tool_err_hint(err));
-		goto out;
+		session_close(s);
+		return fail("failed to attach: %s%s", strerror(-err), tool_err_hint(err));
 	}
 	if (env.verbose)
-		tool_print_probes(PROG, t);
-	if (!vm->ring_entries && dt_tracer__source(t) == DT_SOURCE_RING_PUSH)
+		tool_print_probes(PROG, s->t);
+	if (!s->vm->ring_entries && dt_tracer__source(s->t) == DT_SOURCE_RING_PUSH)
 		fprintf(stderr, PROG ": warning: pid %d uses the dirty bitmap, which only "
 			"fentry/kprobe see; expect no pages\n", env.pid);
+	return 0;
+}
+
+/* Called with every epoch; vm is the watched VM's part of it, NULL when it dirtied nothing. */
+typedef int (*epoch_fn)(const struct dt_epoch *e, const struct dt_epoch_vm *vm, void *ctx);
+
+static int cut(struct session *s, epoch_fn fn, void *ctx)
+{
+	struct dt_epoch *e;
+	int err;
+
+	err = dt_tracer__cut(s->t, &e);
+	if (err)
+		return fail("failed to cut an epoch: %s", strerror(-err));
+	err = fn(e, dt_epoch__vm(e, env.pid), ctx);
+	dt_epoch__free(e);
+	return err;
+}
+
+/* Cuts an epoch every -i ms until -d, Ctrl-C or the VM's exit; 0, or 1 after an error line. */
+static int session_watch(struct session *s, epoch_fn fn, void *ctx)
+{
+	uint64_t end_ms = 0, next_cut, now = now_ms();
+	int err;
 
 	signal(SIGINT, sig_handler);
 	signal(SIGTERM, sig_handler);
-	now = now_ms();
 	if (env.duration)
 		end_ms = now + (uint64_t)(env.duration * 1000);
 	next_cut = now + env.interval_ms;
 	while (!exiting) {
 		struct pollfd pfd[2] = {
-			{ .fd = dt_tracer__fd(t), .events = POLLIN },
-			{ .fd = pidfd, .events = POLLIN },
+			{ .fd = dt_tracer__fd(s->t), .events = POLLIN },
+			{ .fd = s->pidfd, .events = POLLIN },
 		};
 		uint64_t wake = end_ms && end_ms < next_cut ? end_ms : next_cut;
 
 		now = now_ms();
-		err = poll(pfd, pidfd >= 0 ? 2 : 1, wake > now ? (int)(wake - now) : 0);
-		if (err < 0 && errno != EINTR) {
-			fail("poll: %s", strerror(errno));
-			goto out;
-		}
-		err = dt_tracer__poll(t, 0);
-		if (err < 0 && err != -EINTR) {
-			fail("failed to read the ring buffer: %s", strerror(-err));
-			goto out;
-		}
-		if (pidfd >= 0 && (pfd[1].revents & POLLIN)) {
-			vm_exited = true;
+		err = poll(pfd, s->pidfd >= 0 ? 2 : 1, wake > now ? (int)(wake - now) : 0);
+		if (err < 0 && errno != EINTR)
+			return fail("poll: %s", strerror(errno));
+		err = dt_tracer__poll(s->t, 0);
+		if (err < 0 && err != -EINTR)
+			return fail("failed to read the ring buffer: %s", strerror(-err));
+		if (s->pidfd >= 0 && (pfd[1].revents & POLLIN)) {
+			s->vm_exited = true;
 			break;
 		}
 		now = now_ms();
 		if (now >= next_cut) {
-			err = harvest(t, &acc);
-			if (err) {
-				fail("failed to cut an epoch: %s", strerror(-err));
-				goto out;
-			}
+			if (cut(s, fn, ctx))
+				return 1;
 			next_cut = now + env.interval_ms;
 		}
 		if (end_ms && now >= end_ms)
 			break;
 	}
 	/* the last, partial epoch: nothing seen is left behind */
-	err = harvest(t, &acc);
+	return cut(s, fn, ctx);
+}
+
+static void print_summary(const struct session *s, size_t pages, const char *extra)
+{
+	struct dt_stats st;
+
+	if (dt_tracer__stats(s->t, &st))
+		return;
+	fprintf(stderr, PROG ": %zu pages, %llu raw events, %llu unique, %llu drops "
+		"(%llu recovered, %llu lost), %llu epochs, source %s%s\n", pages,
+		(unsigned long long)st.raw, (unsigned long long)st.unique,
+		(unsigned long long)st.rb_drops, (unsigned long long)st.recovered,
+		(unsigned long long)st.lost, (unsigned long long)st.epochs,
+		dt_source__name(dt_tracer__source(s->t)), extra);
+}
+
+static int merge_epoch(const struct dt_epoch *e, const struct dt_epoch_vm *vm, void *acc)
+{
+	int err = vm ? acc_merge(acc, vm) : 0;
+
+	return err ? fail("out of memory") : 0;
+}
+
+static int cmd_gfns(void)
+{
+	struct session s;
+	struct acc acc = {};
+	struct dt_stats st;
+	int ret;
+
+	if (session_open(&s, "gfns"))
+		return 1;
+	ret = session_watch(&s, merge_epoch, &acc);
+	if (!ret) {
+		dt_tracer__stats(s.t, &st);
+		print_gfns(&acc, s.t, st.epochs);
+		fflush(stdout);
+		print_summary(&s, acc.n, "");
+		if (s.vm_exited)
+			ret = fail("VM pid %d exited during the run; pages until then are listed",
+				   env.pid);
+	}
+	free(acc.v);
+	session_close(&s);
+	return ret;
+}
+
+/* ---- record: epochs into a trace file ---- */
+
+struct recorder {
+	struct session *s;
+	int fd;
+	void *buf;
+	size_t len, cap;
+	uint64_t last_raw, pages, epochs, bytes;
+};
+
+/* Writes all of buf; a full disk or a dead disk is an error the user must see. */
+static int write_all(int fd, const void *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		buf = (const char *)buf + n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int record_epoch(const struct dt_epoch *e, const struct dt_epoch_vm *vm, void *ctx)
+{
+	struct recorder *r = ctx;
+	struct dt_trace_epoch te = {
+		.seq = e->seq, .start_ns = e->start_ns, .end_ns = e->end_ns,
+		.recovered = vm ? vm->recovered : 0, .nr_gfns = vm ? vm->nr_gfns : 0,
+		.gfns = vm ? vm->gfns : NULL,
+	};
+	struct dt_stats st;
+	int err;
+
+	/* the tracer watches only this VM: its raw events are the VM's */
+	if (!dt_tracer__stats(r->s->t, &st)) {
+		te.raw = st.raw - r->last_raw;
+		r->last_raw = st.raw;
+	}
+	r->len = 0;
+	err = dt_trace__encode_epoch(&te, &r->buf, &r->len, &r->cap);
+	err = err ?: write_all(r->fd, r->buf, r->len);
+	if (err)
+		return fail("writing %s: %s; the trace is good up to epoch %llu", env.output,
+			    strerror(-err), (unsigned long long)r->epochs);
+	r->pages += te.nr_gfns;
+	r->epochs++;
+	r->bytes += r->len;
+	return 0;
+}
+
+static int cmd_record(void)
+{
+	struct recorder r = { .fd = -1 };
+	struct dt_trace_header h = { .version = DT_TRACE_VERSION, .page_size = 4096, .clock = 1 };
+	struct session s;
+	struct timespec mono, wall;
+	char extra[160];
+	int err, ret = 1;
+
+	if (!env.output)
+		return fail("record needs -o FILE");
+	if (session_open(&s, "record"))
+		return 1;
+	r.s = &s;
+	r.fd = open(env.output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (r.fd < 0) {
+		fail("cannot create %s: %s", env.output, strerror(errno));
+		goto out;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	clock_gettime(CLOCK_REALTIME, &wall);
+	h.source = dt_tracer__source(s.t);
+	h.start_ns = (uint64_t)mono.tv_sec * 1000000000ull + mono.tv_nsec;
+	h.start_unix_ns = (uint64_t)wall.tv_sec * 1000000000ull + wall.tv_nsec;
+	h.pid = s.vm->pid;
+	h.nr_vcpus = s.vm->nr_vcpus;
+	h.ring_entries = s.vm->ring_entries;
+	h.kvm = s.vm->kvm;
+	memcpy(h.comm, s.vm->comm, sizeof(h.comm));
+	h.nr_slots = s.vm->nr_slots;
+	h.slots = s.vm->slots;
+	err = dt_trace__encode_header(&h, &r.buf, &r.len, &r.cap);
+	err = err ?: write_all(r.fd, r.buf, r.len);
 	if (err) {
-		fail("failed to cut an epoch: %s", strerror(-err));
+		fail("writing %s: %s", env.output, strerror(-err));
 		goto out;
 	}
-	if (dt_tracer__stats(t, &st)) {
-		fail("failed to read counters: %s", strerror(errno));
+	r.bytes = r.len;
+	if (session_watch(&s, record_epoch, &r))
+		goto out;
+	if (fsync(r.fd) && errno != EINVAL) {
+		fail("writing %s: %s", env.output, strerror(errno));
 		goto out;
 	}
-	print_gfns(&acc, t, st.epochs);
-	fflush(stdout);
-	{
-		fprintf(stderr, PROG ": %zu pages, %llu raw events, %llu unique, %llu drops "
-			"(%llu recovered, %llu lost), %llu epochs, source %s\n", acc.n,
-			(unsigned long long)st.raw, (unsigned long long)st.unique,
-			(unsigned long long)st.rb_drops, (unsigned long long)st.recovered,
-			(unsigned long long)st.lost, (unsigned long long)st.epochs,
-			dt_source__name(dt_tracer__source(t)));
+	snprintf(extra, sizeof(extra), "; %s: %llu bytes, %.1f bytes per page", env.output,
+		 (unsigned long long)r.bytes, r.pages ? (double)r.bytes / r.pages : 0.0);
+	print_summary(&s, r.pages, extra);
+	ret = s.vm_exited ? fail("VM pid %d exited during the run; the trace holds it until then",
+				 env.pid) : 0;
+out:
+	if (r.fd >= 0)
+		close(r.fd);
+	free(r.buf);
+	session_close(&s);
+	return ret;
+}
+
+/* ---- report: what a trace file says ---- */
+
+struct share {
+	int64_t key;
+	uint64_t pages;
+};
+
+static int share_add(struct share **v, size_t *n, size_t *cap, int64_t key, uint64_t pages)
+{
+	for (size_t i = 0; i < *n; i++) {
+		if ((*v)[i].key == key) {
+			(*v)[i].pages += pages;
+			return 0;
+		}
 	}
-	if (vm_exited) {
-		fail("VM pid %d exited during the run; pages until then are listed", env.pid);
+	if (*n == *cap) {
+		size_t nc = *cap ? *cap * 2 : 16;
+		struct share *nv = realloc(*v, nc * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		*v = nv;
+		*cap = nc;
+	}
+	(*v)[(*n)++] = (struct share){ key, pages };
+	return 0;
+}
+
+static int cmp_share_desc(const void *a, const void *b)
+{
+	const struct share *x = a, *y = b;
+
+	return x->pages < y->pages ? 1 : x->pages > y->pages ? -1 : (x->key > y->key) - (x->key < y->key);
+}
+
+static int cmp_share_key(const void *a, const void *b)
+{
+	const struct share *x = a, *y = b;
+
+	return (x->key > y->key) - (x->key < y->key);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static double pct(const double *v, size_t n, double p)
+{
+	return n ? v[(size_t)(p * (n - 1) + 0.5)] : 0;
+}
+
+#define REGION_SHIFT 9	/* 2 MiB of 4 KiB pages */
+
+struct report {
+	uint64_t epochs, raw, page_epochs, first_ns, last_ns, wss_max[3];
+	double *rates, *lens;	/* per epoch: pages/s, and its length */
+	size_t nr_rates, cap_rates;
+	struct share *vcpus, *slots, *regions;
+	size_t nv, cv, ns, cs, nr, cr;
+};
+
+static int report_epoch(struct report *rp, struct dt_wss *wss, const struct dt_trace_epoch *e)
+{
+	static const uint64_t spans[3] = { 1000000000ull, 10000000000ull, 60000000000ull };
+	double secs = e->end_ns > e->start_ns ? (e->end_ns - e->start_ns) / 1e9 : 0;
+
+	if (!rp->epochs)
+		rp->first_ns = e->start_ns;
+	rp->last_ns = e->end_ns;
+	rp->epochs++;
+	rp->raw += e->raw;
+	rp->page_epochs += e->nr_gfns;
+	if (secs > 0) {
+		if (rp->nr_rates == rp->cap_rates) {
+			size_t nc = rp->cap_rates ? rp->cap_rates * 2 : 64;
+			double *nv = realloc(rp->rates, nc * sizeof(*nv));
+
+			if (!nv)
+				return -ENOMEM;
+			rp->rates = nv;
+			nv = realloc(rp->lens, nc * sizeof(*nv));
+			if (!nv)
+				return -ENOMEM;
+			rp->lens = nv;
+			rp->cap_rates = nc;
+		}
+		rp->lens[rp->nr_rates] = secs;
+		rp->rates[rp->nr_rates++] = e->nr_gfns / secs;
+	}
+	if (dt_wss__add(wss, e->end_ns, e->gfns, e->nr_gfns))
+		return -ENOMEM;	/* time order is the writer's; a damaged one fails its checksum */
+	for (int i = 0; i < 3; i++) {
+		uint64_t w = dt_wss__pages(wss, spans[i]);
+
+		if (w > rp->wss_max[i])
+			rp->wss_max[i] = w;
+	}
+	for (size_t i = 0; i < e->nr_gfns; i++) {
+		const struct dt_gfn *g = &e->gfns[i];
+		int64_t region = g->gfn == DT_GFN_NONE ? -1 :
+				 (int64_t)((uint64_t)g->as_id << 48 | g->gfn >> REGION_SHIFT);
+
+		if (share_add(&rp->vcpus, &rp->nv, &rp->cv, g->vcpu, 1) ||
+		    share_add(&rp->slots, &rp->ns, &rp->cs, (int64_t)g->as_id << 16 | g->slot, 1) ||
+		    (region >= 0 && share_add(&rp->regions, &rp->nr, &rp->cr, region, 1)))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/*
+ * A short epoch (the last one of a recording, cut at Ctrl-C) counts each page once over less
+ * time, so its unique rate runs high: rates of epochs shorter than half the median length are
+ * left out of the percentiles. Leaves rp->rates sorted.
+ */
+static void rate_percentiles_prepare(struct report *rp)
+{
+	double *lens = malloc((rp->nr_rates ? rp->nr_rates : 1) * sizeof(double)), median;
+	size_t n = 0;
+
+	if (!lens)
+		return;	/* keep every epoch: no worse than before */
+	memcpy(lens, rp->lens, rp->nr_rates * sizeof(double));
+	qsort(lens, rp->nr_rates, sizeof(double), cmp_double);
+	median = pct(lens, rp->nr_rates, 0.5);
+	free(lens);
+	for (size_t i = 0; i < rp->nr_rates; i++)
+		if (rp->lens[i] >= median / 2)
+			rp->rates[n++] = rp->rates[i];
+	rp->nr_rates = n;
+	qsort(rp->rates, rp->nr_rates, sizeof(*rp->rates), cmp_double);
+}
+
+static void print_report(const struct report *rp, const struct dt_trace_header *h,
+			 struct dt_wss *wss, bool truncated)
+{
+	double secs = rp->last_ns > rp->first_ns ? (rp->last_ns - rp->first_ns) / 1e9 : 0;
+	double p50 = pct(rp->rates, rp->nr_rates, 0.5), p90 = pct(rp->rates, rp->nr_rates, 0.9);
+	double p99 = pct(rp->rates, rp->nr_rates, 0.99);
+	double max = rp->nr_rates ? rp->rates[rp->nr_rates - 1] : 0;
+	size_t top = rp->nr < 10 ? rp->nr : 10;
+
+	if (env.json) {
+		printf("{\"pid\":%d,\"comm\":", h->pid);
+		tool_json_str(h->comm);
+		printf(",\"vcpus\":%u,\"ring_entries\":%u,\"source\":\"%s\",\"start_unix\":%.3f,"
+		       "\"truncated\":%s,\"duration_s\":%.3f,\"epochs\":%llu,\"raw_events\":%llu,"
+		       "\"raw_per_s\":%.1f,\"page_epochs\":%llu,\"distinct_pages\":%llu,"
+		       "\"rate_pages_per_s\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"max\":%.1f},"
+		       "\"wss_max_pages\":{\"1s\":%llu,\"10s\":%llu,\"60s\":%llu},\"vcpu_shares\":[",
+		       h->nr_vcpus, h->ring_entries, dt_source__name(h->source),
+		       h->start_unix_ns / 1e9, truncated ? "true" : "false", secs,
+		       (unsigned long long)rp->epochs, (unsigned long long)rp->raw,
+		       secs ? rp->raw / secs : 0, (unsigned long long)rp->page_epochs,
+		       (unsigned long long)dt_wss__total(wss), p50, p90, p99, max,
+		       (unsigned long long)rp->wss_max[0], (unsigned long long)rp->wss_max[1],
+		       (unsigned long long)rp->wss_max[2]);
+		for (size_t i = 0; i < rp->nv; i++)
+			printf("%s{\"id\":%lld,\"pages\":%llu,\"share\":%.4f}", i ? "," : "",
+			       (long long)rp->vcpus[i].key, (unsigned long long)rp->vcpus[i].pages,
+			       (double)rp->vcpus[i].pages / rp->page_epochs);
+		printf("],\"slot_shares\":[");
+		for (size_t i = 0; i < rp->ns; i++)
+			printf("%s{\"as_id\":%lld,\"slot\":%lld,\"pages\":%llu,\"share\":%.4f}",
+			       i ? "," : "", (long long)(rp->slots[i].key >> 16),
+			       (long long)(rp->slots[i].key & 0xffff),
+			       (unsigned long long)rp->slots[i].pages,
+			       (double)rp->slots[i].pages / rp->page_epochs);
+		printf("],\"hot_regions\":[");
+		for (size_t i = 0; i < top; i++)
+			printf("%s{\"as_id\":%lld,\"gfn_start\":%llu,\"pages\":%llu,\"share\":%.4f}",
+			       i ? "," : "", (long long)(rp->regions[i].key >> 48),
+			       (unsigned long long)((rp->regions[i].key & ((1ll << 48) - 1))
+						    << REGION_SHIFT),
+			       (unsigned long long)rp->regions[i].pages,
+			       (double)rp->regions[i].pages / rp->page_epochs);
+		printf("]}\n");
+		return;
+	}
+	printf("pid %d (%s), %u vCPUs, %s, source %s\n", h->pid, h->comm, h->nr_vcpus,
+	       h->ring_entries ? "dirty ring" : "dirty bitmap", dt_source__name(h->source));
+	printf("duration %.2f s, %llu epochs%s\n", secs, (unsigned long long)rp->epochs,
+	       truncated ? " (recording cut short)" : "");
+	printf("raw events %llu (%.0f/s); dirty pages %llu over all epochs, %llu distinct\n",
+	       (unsigned long long)rp->raw, secs ? rp->raw / secs : 0,
+	       (unsigned long long)rp->page_epochs, (unsigned long long)dt_wss__total(wss));
+	printf("dirty rate, pages/s per epoch: p50 %.0f  p90 %.0f  p99 %.0f  max %.0f\n", p50, p90,
+	       p99, max);
+	printf("writable working set, largest: 1s %llu  10s %llu  60s %llu pages\n",
+	       (unsigned long long)rp->wss_max[0], (unsigned long long)rp->wss_max[1],
+	       (unsigned long long)rp->wss_max[2]);
+	printf("per vCPU:");
+	for (size_t i = 0; i < rp->nv; i++)
+		printf("  %lld %.1f%%", (long long)rp->vcpus[i].key,
+		       100.0 * rp->vcpus[i].pages / rp->page_epochs);
+	printf("\nper slot:");
+	for (size_t i = 0; i < rp->ns; i++)
+		printf("  %lld:%lld %.1f%%", (long long)(rp->slots[i].key >> 16),
+		       (long long)(rp->slots[i].key & 0xffff),
+		       100.0 * rp->slots[i].pages / rp->page_epochs);
+	printf("\nhot 2 MiB regions (share of dirty pages):\n");
+	for (size_t i = 0; i < top; i++) {
+		uint64_t g = (rp->regions[i].key & ((1ll << 48) - 1)) << REGION_SHIFT;
+
+		printf("  %lld:%llx-%llx  %5.1f%%\n", (long long)(rp->regions[i].key >> 48),
+		       (unsigned long long)g, (unsigned long long)(g + (1 << REGION_SHIFT) - 1),
+		       100.0 * rp->regions[i].pages / rp->page_epochs);
+	}
+}
+
+static int cmd_report(void)
+{
+	struct report rp = {};
+	struct dt_trace_reader *r = NULL;
+	struct dt_trace_epoch e;
+	struct dt_wss *wss = NULL;
+	struct stat st;
+	char why[256];
+	void *map = MAP_FAILED;
+	int fd, err, ret = 1;
+
+	if (!env.file)
+		return fail("report needs a FILE (made by 'dirtytrace record')");
+	fd = open(env.file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fail("cannot open %s: %s", env.file, strerror(errno));
+	if (fstat(fd, &st)) {
+		ret = fail("cannot read %s: %s", env.file, strerror(errno));
 		goto out;
 	}
+	if (st.st_size)
+		map = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	r = dt_trace_reader__new(map == MAP_FAILED ? "" : map, map == MAP_FAILED ? 0 : st.st_size,
+				 why, sizeof(why));
+	if (!r) {
+		ret = fail("%s: %s", env.file, why);
+		goto out;
+	}
+	wss = dt_wss__new(60000000000ull);
+	if (!wss) {
+		ret = fail("out of memory");
+		goto out;
+	}
+	while ((err = dt_trace_reader__next(r, &e, why, sizeof(why))) > 0) {
+		if (report_epoch(&rp, wss, &e)) {
+			ret = fail("out of memory");
+			goto out;
+		}
+	}
+	if (err < 0) {
+		ret = fail("%s: %s after %llu good epochs", env.file, why,
+			   (unsigned long long)rp.epochs);
+		goto out;
+	}
+	if (dt_trace_reader__truncated(r))
+		fprintf(stderr, PROG ": warning: %s ends inside a block (recording cut short); "
+			"read %llu whole epochs\n", env.file, (unsigned long long)rp.epochs);
+	rate_percentiles_prepare(&rp);
+	qsort(rp.vcpus, rp.nv, sizeof(*rp.vcpus), cmp_share_key);
+	qsort(rp.slots, rp.ns, sizeof(*rp.slots), cmp_share_key);
+	qsort(rp.regions, rp.nr, sizeof(*rp.regions), cmp_share_desc);
+	print_report(&rp, dt_trace_reader__header(r), wss, dt_trace_reader__truncated(r));
 	ret = 0;
 out:
-	free(acc.v);
-	dt_tracer__close(t);
-	dt_vm_list__free(vms);
-	if (pidfd >= 0)
-		close(pidfd);
+	free(rp.rates);
+	free(rp.lens);
+	free(rp.vcpus);
+	free(rp.slots);
+	free(rp.regions);
+	dt_wss__free(wss);
+	dt_trace_reader__free(r);
+	if (map != MAP_FAILED)
+		munmap(map, st.st_size);
+	close(fd);
 	return ret;
 }
 
@@ -479,6 +913,8 @@ static const struct cmd {
 } cmds[] = {
 	{ "vms", cmd_vms },
 	{ "gfns", cmd_gfns },
+	{ "record", cmd_record },
+	{ "report", cmd_report },
 };
 
 int main(int argc, char **argv)
@@ -493,8 +929,8 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		if (strcmp(env.cmd, cmds[i].name))
 			continue;
-		err = preflight();
+		err = cmds[i].fn == cmd_report ? 0 : preflight();	/* a file needs no BPF */
 		return err ? err : cmds[i].fn();
 	}
-	return fail("unknown command '%s' (vms or gfns)", env.cmd);
+	return fail("unknown command '%s' (vms, gfns, record or report)", env.cmd);
 }

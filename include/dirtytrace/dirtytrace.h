@@ -253,6 +253,63 @@ DT_API int dt_wss__add(struct dt_wss *w, uint64_t end_ns, const struct dt_gfn *g
 DT_API uint64_t dt_wss__pages(const struct dt_wss *w, uint64_t span_ns);
 DT_API uint64_t dt_wss__total(const struct dt_wss *w);
 
+/* ---- trace files (pure: encoding and decoding in memory; the caller does the I/O) ---- */
+
+/*
+ * A trace: a header describing the VM, then self-checking blocks, one per epoch. All integers
+ * little-endian. See README "Trace file format" for the layout and the size per page.
+ */
+#define DT_TRACE_VERSION 1
+
+struct dt_trace_header {
+	uint32_t version;
+	uint32_t page_size;
+	uint32_t source;	/* enum dt_source_id */
+	uint32_t clock;		/* 1: CLOCK_MONOTONIC nanoseconds */
+	uint64_t start_ns;	/* the clock at the start of the recording */
+	uint64_t start_unix_ns;	/* wall time then */
+	int32_t pid;
+	uint32_t nr_vcpus;
+	uint32_t ring_entries;	/* 0: dirty bitmap */
+	uint64_t kvm;
+	char comm[16];
+	uint32_t nr_slots;
+	struct dt_slot *slots;	/* decoded: owned by the reader */
+};
+
+struct dt_trace_epoch {
+	uint64_t seq;
+	uint64_t start_ns, end_ns;
+	uint64_t raw;		/* dirtying events in the epoch (all watched VMs) */
+	uint64_t recovered;
+	size_t nr_gfns;
+	struct dt_gfn *gfns;	/* decoded: owned by the reader until the next call */
+};
+
+/* Appends the encoded header (or an epoch block) to *buf (realloc'd, *len grows). */
+DT_API int dt_trace__encode_header(const struct dt_trace_header *h, void **buf, size_t *len,
+				   size_t *cap);
+DT_API int dt_trace__encode_epoch(const struct dt_trace_epoch *e, void **buf, size_t *len,
+				  size_t *cap);
+
+struct dt_trace_reader;
+
+/*
+ * Reads a trace held in memory (buf must outlive the reader). NULL with errno: EBADMSG (not a
+ * dirtytrace trace, or its header is damaged), ENOTSUP (a newer version); why says which.
+ */
+DT_API struct dt_trace_reader *dt_trace_reader__new(const void *buf, size_t len, char *why,
+						    size_t whysz);
+DT_API void dt_trace_reader__free(struct dt_trace_reader *r);
+DT_API const struct dt_trace_header *dt_trace_reader__header(const struct dt_trace_reader *r);
+/*
+ * The next epoch: 1, or 0 at the end, or -EBADMSG for a damaged block (why says where). A file
+ * cut short ends at its last whole block: 0, and dt_trace_reader__truncated() is true.
+ */
+DT_API int dt_trace_reader__next(struct dt_trace_reader *r, struct dt_trace_epoch *e, char *why,
+				 size_t whysz);
+DT_API bool dt_trace_reader__truncated(const struct dt_trace_reader *r);
+
 /* ---- QEMU control over QMP ---- */
 
 struct dt_qmp;
