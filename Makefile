@@ -49,19 +49,20 @@ TOOLS := dirtytrace dirtytop dirtydemo
 TOOL_BINS := $(patsubst %,$(OUTPUT)/bin/%,$(TOOLS))
 
 # Tests: Check suites, each one binary, tagged by what they need (see tests/run-tests).
-TEST_NAMES := check_gfnset check_window check_top check_discover check_bpf check_exact check_tools check_dirtytop check_qemu
+TEST_NAMES := check_gfnset check_window check_top check_trace check_discover check_bpf check_exact check_tools check_dirtytop check_qemu
 TEST_BINS := $(patsubst %,$(OUTPUT)/tests/%,$(TEST_NAMES))
 TEST_COMMON := $(OUTPUT)/tests/testlib.o $(OUTPUT)/tests/vmm.o
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all lib tools tests check check-build check-sanitize deps vmlinux clean bench demo
+.PHONY: all lib tools tests check check-build check-sanitize deps vmlinux clean bench demo fuzz
 
 all: lib tools
 
 lib: $(LIB_A) $(LIB_SO) $(PC)
 tools: $(TOOL_BINS)
-tests: $(TEST_BINS) $(OUTPUT)/tests/vmm_selftest $(OUTPUT)/tests/qemu-guest.elf
+tests: $(TEST_BINS) $(OUTPUT)/tests/vmm_selftest $(OUTPUT)/tests/qemu-guest.elf \
+       $(OUTPUT)/tests/fuzz_trace
 
 $(OUTPUT) $(OUTPUT)/lib $(OUTPUT)/bin $(OUTPUT)/tests:
 	$(Q)mkdir -p $@
@@ -126,6 +127,19 @@ $(OUTPUT)/tests/qemu-guest.elf: tests/qemu-guest.S | $(OUTPUT)/tests
 $(OUTPUT)/tests/vmm_selftest: $(OUTPUT)/tests/vmm_selftest.o $(OUTPUT)/tests/vmm.o
 	$(call msg,BINARY,$@)
 	$(Q)$(CC) $^ -o $@ -pthread $(LDSAN)
+
+# The trace reader under libFuzzer (clang), built from the sources so they are instrumented.
+FUZZ_SRCS := tests/fuzz_trace.c src/trace.c src/util.c
+$(OUTPUT)/tests/fuzz_trace: $(FUZZ_SRCS) src/internal.h include/dirtytrace/dirtytrace.h | $(OUTPUT)/tests
+	$(call msg,FUZZ,$@)
+	$(Q)$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude -Ibpf \
+		$(FUZZ_SRCS) -o $@ $(LIBS)
+
+# make fuzz: longer than make check's bounded run (FUZZ_SECONDS, default 300)
+FUZZ_SECONDS ?= 300
+fuzz: $(OUTPUT)/tests/fuzz_trace
+	$(Q)mkdir -p $(OUTPUT)/fuzz-corpus && cp tests/corpus/trace/* $(OUTPUT)/fuzz-corpus/
+	$(Q)$< -max_total_time=$(FUZZ_SECONDS) $(OUTPUT)/fuzz-corpus
 
 # The test command: one summary line "N passed, N failed, N skipped" over both builds.
 check: deps

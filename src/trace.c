@@ -5,7 +5,8 @@
  *   header:  "DTTRACE\0" | u32 version | u32 payload length | payload | u32 crc32(payload)
  *            payload: page_size, source, clock, start_ns, start_unix_ns, pid, nr_vcpus,
  *                     ring_entries, kvm, comm[16], nr_slots, slots[] (32 bytes each)
- *   blocks:  "DTBK" | u32 type (1 = epoch) | u32 payload length | u32 crc32(payload) | payload
+ *   blocks:  "DTBK" | u32 type (1 = epoch) | u32 payload length | u32 crc32(type, payload) |
+ *            payload
  *            epoch payload: seq, start_ns, end_ns, raw, recovered (u64 each), u32 nr_gfns,
  *                           u32 reserved, gfns[] (16 bytes: u64 gfn, u16 as_id, u16 slot,
  *                           i32 vcpu); an unresolved page stores 1 << 63 | its slot offset
@@ -55,6 +56,12 @@ static void put64(struct out *o, uint64_t v) { put(o, &v, 8); }
 static uint32_t crc(const void *p, size_t n)
 {
 	return crc32(0, p, n);
+}
+
+/* A block's checksum covers its type too: a damaged type must not pass as an unknown block. */
+static uint32_t block_crc(uint32_t type, const void *p, size_t n)
+{
+	return crc32(crc32(0, (const void *)&type, 4), p, n);
 }
 
 /* Writes a length placeholder, returns its offset; patch_len fills it in after the payload. */
@@ -136,7 +143,7 @@ int dt_trace__encode_epoch(const struct dt_trace_epoch *e, void **buf, size_t *l
 	if (o.err)
 		return o.err;
 	plen = *len - start;
-	c = crc((char *)*buf + start, plen);
+	c = block_crc(BLOCK_EPOCH, (char *)*buf + start, plen);
 	memcpy((char *)*buf + hdr + 8, &plen, 4);
 	memcpy((char *)*buf + hdr + 12, &c, 4);
 	return 0;
@@ -298,7 +305,7 @@ int dt_trace_reader__next(struct dt_trace_reader *r, struct dt_trace_epoch *e, c
 		}
 		plen = get32(b + 8);
 		q = b + 16;
-		if (plen > MAX_PAYLOAD || crc(q, plen) != get32(b + 12))
+		if (plen > MAX_PAYLOAD || block_crc(get32(b + 4), q, plen) != get32(b + 12))
 			goto damaged;
 		if (get32(b + 4) == BLOCK_EPOCH)
 			break;

@@ -750,8 +750,10 @@ static void rate_percentiles_prepare(struct report *rp)
 	double *lens = malloc((rp->nr_rates ? rp->nr_rates : 1) * sizeof(double)), median;
 	size_t n = 0;
 
-	if (!lens)
-		return;	/* keep every epoch: no worse than before */
+	if (!lens) {	/* keep every epoch: no worse than before */
+		qsort(rp->rates, rp->nr_rates, sizeof(*rp->rates), cmp_double);
+		return;
+	}
 	memcpy(lens, rp->lens, rp->nr_rates * sizeof(double));
 	qsort(lens, rp->nr_rates, sizeof(double), cmp_double);
 	median = pct(lens, rp->nr_rates, 0.5);
