@@ -367,6 +367,77 @@ START_TEST(vm_exits_during_run)
 }
 END_TEST
 
+/* record then report: the trace of our VM says what KVM said; a cut-short copy still reads. */
+START_TEST(record_and_report)
+{
+	struct tvm_opts o = { .nr_vcpus = 1, .ring_entries = 1024 };
+	char pid[16], path[] = "/tmp/dt-trace-XXXXXX", cut[64], cmd[256];
+	struct writer w = {};
+	pthread_t th;
+	struct run r;
+	int fd;
+	FILE *f;
+
+	NEED(dt_test_need_kvm);
+	fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	w.vm = tvm_create(&o);
+	ck_assert_ptr_nonnull(w.vm);
+	ck_assert_int_eq(tvm_add_slot(w.vm, 1, 16 << 20, 16 << 20, true), 0);
+	ck_assert_int_eq(tvm_add_slot(w.vm, 2, 1ull << 30, 64 << 20, true), 0);
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	pthread_create(&th, NULL, write_loop, &w);
+	RUN(&r, "record", "-p", pid, "-d", "1.5", "-i", "300", "-o", path);
+	w.stop = 1;
+	pthread_join(th, NULL);
+	ck_assert_msg(r.rc == 0, "record: %s", r.err);
+	ck_assert_ptr_nonnull(strstr(r.err, "bytes per page"));
+
+	RUN(&r, "--json", "report", path);
+	ck_assert_msg(r.rc == 0, "report: %s", r.err);
+	ck_assert_msg(strstr(r.out, "\"distinct_pages\":48,"), "%s", r.out);
+	ck_assert_ptr_nonnull(strstr(r.out, "\"truncated\":false"));
+	ck_assert_ptr_nonnull(strstr(r.out, "{\"as_id\":0,\"slot\":1,"));
+	ck_assert_ptr_nonnull(strstr(r.out, "{\"as_id\":0,\"slot\":2,"));
+	RUN(&r, "report", path);
+	ck_assert_int_eq(r.rc, 0);
+	ck_assert_ptr_nonnull(strstr(r.out, "48 distinct"));
+
+	/* cut short: whole epochs and a warning; damaged: one error line */
+	snprintf(cut, sizeof(cut), "%s.cut", path);
+	snprintf(cmd, sizeof(cmd), "head -c $(( $(stat -c %%s %s) - 100 )) %s > %s", path, path, cut);
+	ck_assert_int_eq(system(cmd), 0);
+	RUN(&r, "report", cut);
+	ck_assert_int_eq(r.rc, 0);
+	ck_assert_ptr_nonnull(strstr(r.err, "recording cut short"));
+	f = fopen(cut, "r+");
+	ck_assert_ptr_nonnull(f);
+	{
+		long mid;
+		int c;
+
+		fseek(f, 0, SEEK_END);
+		mid = ftell(f) / 2;	/* inside a whole block, not the cut-off one */
+		fseek(f, mid, SEEK_SET);
+		c = fgetc(f);
+		fseek(f, mid, SEEK_SET);	/* a seek between reading and writing */
+		fputc(c ^ 0x55, f);
+	}
+	fclose(f);
+	RUN(&r, "report", cut);
+	assert_one_error(&r, "damaged block");
+	RUN(&r, "report", "/etc/hostname");
+	assert_one_error(&r, "not a dirtytrace trace");
+	RUN(&r, "record", "-p", pid, "-d", "1");
+	assert_one_error(&r, "record needs -o FILE");
+	unlink(cut);
+	unlink(path);
+	assert_nothing_attached();
+	tvm_destroy(w.vm);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("tools");
@@ -379,6 +450,7 @@ int main(void)
 	tcase_set_timeout(errors, 30);
 	tcase_add_test(kvm, vms_and_gfns_of_our_vm);
 	tcase_add_test(kvm, vm_exits_during_run);
+	tcase_add_test(kvm, record_and_report);
 	tcase_set_timeout(kvm, 60);
 	suite_add_tcase(s, errors);
 	suite_add_tcase(s, kvm);
