@@ -45,11 +45,11 @@ LIB_OBJS := $(patsubst src/%.c,$(OUTPUT)/lib/%.o,$(LIB_SRCS))
 LIB_A := $(OUTPUT)/libdirtytrace.a
 LIB_SO := $(OUTPUT)/libdirtytrace.so
 PC := $(OUTPUT)/dirtytrace.pc
-TOOLS := dirtytrace dirtytop dirtydemo
+TOOLS := dirtytrace dirtytop dirtydemo dtcheckpoint
 TOOL_BINS := $(patsubst %,$(OUTPUT)/bin/%,$(TOOLS))
 
 # Tests: Check suites, each one binary, tagged by what they need (see tests/run-tests).
-TEST_NAMES := check_gfnset check_window check_top check_trace check_discover check_bpf check_exact check_tools check_dirtytop check_qemu
+TEST_NAMES := check_gfnset check_window check_top check_trace check_discover check_bpf check_exact check_tools check_dirtytop check_checkpoint check_qemu
 TEST_BINS := $(patsubst %,$(OUTPUT)/tests/%,$(TEST_NAMES))
 TEST_COMMON := $(OUTPUT)/tests/testlib.o $(OUTPUT)/tests/vmm.o
 
@@ -118,6 +118,9 @@ $(OUTPUT)/tests/check_%: $(OUTPUT)/tests/check_%.o $(TEST_COMMON) $(LIB_A)
 	$(call msg,BINARY,$@)
 	$(Q)$(CC) $^ -o $@ $(LIB_A) $(LIBS) $(CHECK_LIBS) $(LDSAN)
 
+# The checkpointer's test drives the example's own functions.
+$(OUTPUT)/tests/check_checkpoint.o: tools/dtcheckpoint.c tools/common.h
+
 # The QEMU test's guest: a multiboot ELF of our own (-n: one LOAD segment at 1 MiB).
 $(OUTPUT)/tests/qemu-guest.elf: tests/qemu-guest.S | $(OUTPUT)/tests
 	$(call msg,GUEST,$@)
@@ -160,6 +163,7 @@ demo: deps
 bench: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)tests/bench/dirtytop-cpu
+	$(Q)tests/bench/checkpoint-cycles $(OUTPUT)
 
 deps:
 	$(Q)tools/install-deps

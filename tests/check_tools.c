@@ -434,6 +434,7 @@ START_TEST(record_and_report)
 	unlink(cut);
 	unlink(path);
 	assert_nothing_attached();
+	tvm_pages_free(&w.truth);
 	tvm_destroy(w.vm);
 }
 END_TEST
