@@ -4,6 +4,7 @@
 #define DT_TOOLS_COMMON_H
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <unistd.h>
 #include <dirtytrace/dirtytrace.h>
@@ -46,6 +47,16 @@ static inline void tool_json_str(const char *s)
 			putchar(*s);
 	}
 	putchar('"');
+}
+
+/* The library's messages: DT_INFO with -v, DT_DEBUG (libbpf's too) with -vv, warnings always. */
+static inline int tool_message(const char *prog, int verbose, enum dt_print_level level,
+			       const char *fmt, va_list ap)
+{
+	if ((level == DT_INFO && verbose < 1) || (level == DT_DEBUG && verbose < 2))
+		return 0;
+	fprintf(stderr, "%s: ", prog);
+	return vfprintf(stderr, fmt, ap);
 }
 
 /* -v: every source the loader tried, and why it is or is not used. */

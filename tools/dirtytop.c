@@ -119,12 +119,9 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 
 static int print_fn(enum dt_print_level level, const char *fmt, va_list ap)
 {
-	if ((level == DT_INFO && env.verbose < 1) || (level == DT_DEBUG && env.verbose < 2))
-		return 0;
 	if (curses_on)
 		return 0;	/* would tear the screen; -v is for batch runs */
-	fprintf(stderr, PROG ": ");
-	return vfprintf(stderr, fmt, ap);
+	return tool_message(PROG, env.verbose, level, fmt, ap);
 }
 
 static void sig_handler(int sig)
