@@ -49,7 +49,7 @@ TOOLS := dirtytrace dirtytop dirtydemo dtcheckpoint
 TOOL_BINS := $(patsubst %,$(OUTPUT)/bin/%,$(TOOLS))
 
 # Tests: Check suites, each one binary, tagged by what they need (see tests/run-tests).
-TEST_NAMES := check_gfnset check_window check_top check_trace check_discover check_bpf check_exact check_tools check_dirtytop check_checkpoint check_qemu
+TEST_NAMES := check_gfnset check_window check_top check_trace check_discover check_bpf check_exact check_tools check_dirtytop check_checkpoint check_trigger check_qemu
 TEST_BINS := $(patsubst %,$(OUTPUT)/tests/%,$(TEST_NAMES))
 TEST_COMMON := $(OUTPUT)/tests/testlib.o $(OUTPUT)/tests/vmm.o
 

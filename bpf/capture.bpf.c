@@ -34,6 +34,9 @@ const volatile __u32 page_source = DT_SRC_RING_PUSH;
  */
 __u32 epoch = 0;
 struct dt_inflight inflight[DT_MAX_CPUS] = {};
+/* Checkpoint trigger, set by userspace at run time: 0 = off. */
+__u64 trigger_pages = 0;
+__u32 trigger_stop = 0;		/* also stop the VMM (SIGSTOP) at the triggering page */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -70,6 +73,13 @@ struct {
 	__type(key, __u32);
 	__type(value, __s32);
 } tid_vcpu SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct dt_epoch_key);
+	__type(value, __u64);
+} vm_pages SEC(".maps");
 
 /* Write faults per VMM tgid (fault tracepoints carry no struct kvm). */
 struct {
@@ -134,6 +144,45 @@ static __always_inline struct dt_vcpu_stats *vcpu_stats(__u64 kvm, __s32 vcpu, _
 	return bpf_map_lookup_elem(&vcpus, &key);
 }
 
+/*
+ * Counts a VM's new page in the epoch; at exactly trigger_pages (when set), wakes the consumer at
+ * once and,
+ * if asked, stops the VMM here. Other vCPUs run on until the signal reaches them: the overshoot
+ * is theirs (measured in tests/check_trigger).
+ */
+static __always_inline void count_for_trigger(__u64 kvm, __u32 tgid, __s32 vcpu, __u32 ep)
+{
+	__u64 want = *(volatile __u64 *)&trigger_pages, zero = 0, *n;
+	struct dt_epoch_key key = { .kvm = kvm, .epoch = ep };
+	struct dt_event *e;
+
+	/* counted with or without a trigger: one set mid-epoch must see the whole epoch */
+	n = bpf_map_lookup_elem(&vm_pages, &key);
+	if (!n) {
+		bpf_map_update_elem(&vm_pages, &key, &zero, BPF_NOEXIST);
+		n = bpf_map_lookup_elem(&vm_pages, &key);
+		if (!n)
+			return;
+	}
+	if (__sync_fetch_and_add(n, 1) + 1 != want || !want)
+		return;
+	if (trigger_stop)
+		bpf_send_signal(19 /* SIGSTOP */);
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e)
+		return;	/* the waiter also polls the count */
+	__builtin_memset(e, 0, sizeof(*e));
+	e->kvm = kvm;
+	e->ts = bpf_ktime_get_ns();
+	e->offset = want;
+	e->gfn = DT_GFN_UNKNOWN;
+	e->tgid = tgid;
+	e->vcpu = vcpu;
+	e->epoch = ep;
+	e->flags = DT_EV_TRIGGER;
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+}
+
 /* st: the vCPU's stats entry when the caller has it, else looked up here (raw per vCPU). */
 static __always_inline void emit_page(__u64 kvm, __u32 tgid, __s32 vcpu, __u16 as_id, __u16 id,
 				      __u64 offset, __u64 gfn, __u8 source,
@@ -174,6 +223,7 @@ static __always_inline void emit_page(__u64 kvm, __u32 tgid, __s32 vcpu, __u16 a
 		flags |= DT_EV_UNDEDUPED;
 	}
 	c->unique++;
+	count_for_trigger(kvm, tgid, vcpu, ep);
 
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {

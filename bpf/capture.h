@@ -27,6 +27,15 @@ enum dt_source {
 
 /* Record flags. */
 #define DT_EV_UNDEDUPED 0x1	/* dedup map was full: this page may be emitted again */
+#define DT_EV_TRIGGER	0x2	/* not a page: the VM reached trigger_pages in this epoch
+				 * (offset = the count, ts = when) */
+
+/* Unique pages of one VM in one epoch, for the checkpoint trigger. */
+struct dt_epoch_key {
+	__u64 kvm;
+	__u32 epoch;
+	__u32 pad;
+};
 
 /*
  * One dirtied page, the same for every source. 48 bytes, zeroed before it is filled.

@@ -13,7 +13,10 @@
  * e.g. membarrier(MEMBARRIER_CMD_GLOBAL), would do too but costs ~15 ms per cut here.)
  */
 #include <errno.h>
+#include <poll.h>
 #include <sched.h>
+#include <signal.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <bpf/bpf.h>
@@ -39,6 +42,15 @@ int dt_harvest_record(void *ctx, void *data, size_t size)
 
 	if (size < sizeof(*e))
 		return 0;
+	if (e->flags & DT_EV_TRIGGER) {
+		/* the first one of the epoch wins; the page itself comes in its own record */
+		if (!t->trigger_fired && e->epoch == t->epoch) {
+			t->trigger_fired = true;
+			t->trigger = (struct dt_trigger){ .kvm = e->kvm, .pid = e->tgid,
+							  .fired_ns = e->ts, .woke_ns = dt_now_ns() };
+		}
+		return 0;
+	}
 	t->records++;
 	r = (struct dt_page_rec){
 		.kvm = e->kvm, .offset = e->offset, .gfn = e->gfn, .pid = e->tgid, .vcpu = e->vcpu,
@@ -123,6 +135,104 @@ out:
 	return err;
 }
 
+/* The per-VM page counts of a finished epoch are no longer anyone's business. */
+static void forget_epoch_counts(struct dt_tracer *t, uint32_t old)
+{
+	int fd = bpf_map__fd(t->skel->maps.vm_pages);
+	struct dt_epoch_key key, next, stale[64];
+	void *prev = NULL;
+	size_t n = 0;
+
+	while (!bpf_map_get_next_key(fd, prev, &next) && n < 64) {
+		key = next;
+		prev = &key;
+		if (key.epoch == old)
+			stale[n++] = key;
+	}
+	for (size_t i = 0; i < n; i++)
+		bpf_map_delete_elem(fd, &stale[i]);
+}
+
+int dt_tracer__set_trigger(struct dt_tracer *t, uint64_t pages, bool stop_vmm)
+{
+	t->skel->bss->trigger_stop = stop_vmm;
+	__atomic_store_n(&t->skel->bss->trigger_pages, pages, __ATOMIC_SEQ_CST);
+	return 0;
+}
+
+uint64_t dt_tracer__epoch_pages(const struct dt_tracer *t, uint64_t kvm)
+{
+	struct dt_epoch_key key = { .kvm = kvm, .epoch = t->epoch };
+	__u64 n = 0;
+
+	bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.vm_pages), &key, &n);
+	return n;
+}
+
+int dt_tracer__quiesce(struct dt_tracer *t)
+{
+	uint64_t one = 1;
+
+	return write(t->quiesce_fd, &one, sizeof(one)) == sizeof(one) ? 0 : -errno;
+}
+
+int dt_tracer__resume(pid_t pid)
+{
+	return kill(pid, SIGCONT) ? -errno : 0;
+}
+
+/* Whether some watched VM's kernel count reached the trigger (its record may have been dropped). */
+static bool count_reached(struct dt_tracer *t)
+{
+	int fd = bpf_map__fd(t->skel->maps.vm_pages);
+	uint64_t want = t->skel->bss->trigger_pages;
+	struct dt_epoch_key key, next;
+	void *prev = NULL;
+	__u64 n;
+
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (key.epoch == t->epoch && !bpf_map_lookup_elem(fd, &key, &n) && n >= want) {
+			t->trigger_fired = true;
+			t->trigger = (struct dt_trigger){ .kvm = key.kvm, .woke_ns = dt_now_ns() };
+			return true;
+		}
+	}
+	return false;
+}
+
+int dt_tracer__wait_trigger(struct dt_tracer *t, int timeout_ms, struct dt_trigger *out)
+{
+	uint64_t end = dt_now_ns() + (uint64_t)timeout_ms * 1000000;
+	struct pollfd pfd[2] = {
+		{ .fd = ring_buffer__epoll_fd(t->rb), .events = POLLIN },
+		{ .fd = t->quiesce_fd, .events = POLLIN },
+	};
+
+	for (;;) {
+		uint64_t now = dt_now_ns(), v;
+		int ms;
+
+		ring_buffer__consume(t->rb);
+		if (t->trigger_fired || (t->skel->bss->trigger_pages && count_reached(t))) {
+			*out = t->trigger;
+			return 0;
+		}
+		if (now >= end)
+			return -ETIMEDOUT;
+		/* wake on records, on quiesce, and every 10 ms to check the count itself */
+		ms = (end - now) / 1000000 > 10 ? 10 : (int)((end - now) / 1000000) + 1;
+		if (poll(pfd, 2, ms) < 0 && errno != EINTR)
+			return -errno;
+		if (pfd[1].revents & POLLIN) {
+			if (read(t->quiesce_fd, &v, sizeof(v)) < 0)
+				return -errno;
+			return -ECANCELED;
+		}
+	}
+}
+
 int dt_tracer__cut(struct dt_tracer *t, struct dt_epoch **out)
 {
 	uint32_t old = t->epoch;
@@ -147,6 +257,8 @@ int dt_tracer__cut(struct dt_tracer *t, struct dt_epoch **out)
 		free(e);
 		return err;
 	}
+	forget_epoch_counts(t, old);
+	t->trigger_fired = false;
 	/* a slot created or moved since the last discovery: look again, once per cut */
 	if (t->need_refresh && dt_tracer__refresh(t))
 		pr_debug("VM rediscovery failed; some GFNs stay unresolved\n");

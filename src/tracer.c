@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/eventfd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "tracer.h"
@@ -275,6 +276,11 @@ struct dt_tracer *dt_tracer__open(const struct dt_tracer_opts *opts)
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return NULL;
+	t->quiesce_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (t->quiesce_fd < 0) {
+		free(t);
+		return NULL;
+	}
 	t->nr_cpus = libbpf_num_possible_cpus();
 	if (t->nr_cpus <= 0 || t->nr_cpus > DT_MAX_CPUS) {
 		pr_debug("%d possible CPUs: dirtytrace supports at most %d\n", t->nr_cpus,
@@ -328,6 +334,7 @@ void dt_tracer__close(struct dt_tracer *t)
 	dt_vm_list__free(t->vms);
 	dt_pageset_free(&t->sets[0]);
 	dt_pageset_free(&t->sets[1]);
+	close(t->quiesce_fd);
 	free(t);
 }
 

@@ -29,6 +29,10 @@ struct dt_tracer {
 	int nr_cpus;
 
 	uint64_t records, recovered, epochs, barrier_timeouts;
+
+	int quiesce_fd;			/* eventfd: wakes dt_tracer__wait_trigger */
+	bool trigger_fired;
+	struct dt_trigger trigger;
 };
 
 DT_HIDDEN int dt_harvest_record(void *ctx, void *data, size_t size);

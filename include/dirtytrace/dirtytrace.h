@@ -207,6 +207,34 @@ struct dt_ring_view {
 /* Sorted by (pid, kvm, vcpu); free(*out) when done. */
 DT_API int dt_tracer__ring_views(const struct dt_tracer *t, struct dt_ring_view **out, size_t *n);
 
+/* ---- checkpoint trigger ---- */
+
+/*
+ * When a watched VM's unique dirty pages in the current epoch reach pages (0: off), the BPF
+ * program wakes the consumer at once and, with stop_vmm, sends the VMM SIGSTOP from the very
+ * page that reached the count: a checkpointer then copies a bounded set. The vCPUs already in
+ * flight finish the instruction they are in, so the epoch may hold a few pages more than asked
+ * (the overshoot, measured in tests/check_trigger). Resuming the VMM is the caller's call.
+ */
+DT_API int dt_tracer__set_trigger(struct dt_tracer *t, uint64_t pages, bool stop_vmm);
+
+struct dt_trigger {
+	uint64_t kvm;
+	pid_t pid;
+	uint64_t fired_ns;	/* CLOCK_MONOTONIC: the page that reached the count */
+	uint64_t woke_ns;	/* when the waiter saw it */
+};
+
+/* Blocks until the trigger fires (0, *out filled), timeout_ms passes (-ETIMEDOUT), or another
+ * thread calls dt_tracer__quiesce (-ECANCELED). Records are consumed meanwhile. */
+DT_API int dt_tracer__wait_trigger(struct dt_tracer *t, int timeout_ms, struct dt_trigger *out);
+/* Wakes a thread blocked in dt_tracer__wait_trigger, e.g. when the VM is quiesced. */
+DT_API int dt_tracer__quiesce(struct dt_tracer *t);
+/* Unique pages of the VM in the current epoch so far, as the kernel counts them. */
+DT_API uint64_t dt_tracer__epoch_pages(const struct dt_tracer *t, uint64_t kvm);
+/* SIGCONT to a VMM the trigger stopped. */
+DT_API int dt_tracer__resume(pid_t pid);
+
 /* Re-reads VM discovery (new VMs, memslots, vCPU threads). Cut does it when it meets an
  * unknown slot. */
 DT_API int dt_tracer__refresh(struct dt_tracer *t);
