@@ -439,6 +439,78 @@ START_TEST(record_and_report)
 }
 END_TEST
 
+/* stream: json by time and by trigger, and bin that report reads as a trace */
+START_TEST(stream_json_and_bin)
+{
+	struct tvm_opts o = { .nr_vcpus = 1, .ring_entries = 1024 };
+	char pid[16], path[] = "/tmp/dt-stream-XXXXXX", cmd[768];
+	struct writer w = {};
+	int lines = 0, trig = 0, fd;
+	pthread_t th;
+	struct run r;
+	char *line, *save;
+
+	NEED(dt_test_need_kvm);
+	w.vm = tvm_create(&o);
+	ck_assert_ptr_nonnull(w.vm);
+	ck_assert_int_eq(tvm_add_slot(w.vm, 1, 16 << 20, 16 << 20, true), 0);
+	ck_assert_int_eq(tvm_add_slot(w.vm, 2, 1ull << 30, 64 << 20, true), 0);
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	pthread_create(&th, NULL, write_loop, &w);
+
+	RUN(&r, "stream", "-p", pid, "--epoch-ms", "200", "-d", "1");
+	ck_assert_msg(r.rc == 0, "%s", r.err);
+	for (line = strtok_r(r.out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		lines++;
+		ck_assert_msg(!strncmp(line, "{\"seq\":", 7) && strstr(line, "\"gfns\":["),
+			      "%s", line);
+		/* the writer sweeps its 48 pages many times per 200 ms: all of them, each epoch
+		 * but the short last one */
+		if (strstr(line, "\"end_ns\"") && lines < 4)
+			ck_assert_msg(strstr(line, "[0,4096],[0,4097]") &&
+				      strstr(line, "[0,262144],[0,262151]"), "%s", line);
+	}
+	ck_assert_int_ge(lines, 5);
+
+	/* the budget: 40 of the 48 pages end an epoch */
+	RUN(&r, "stream", "-p", pid, "--trigger", "40", "-i", "1000", "-d", "0.5");
+	ck_assert_msg(r.rc == 0, "%s", r.err);
+	for (line = strtok_r(r.out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		const char *g = strstr(line, "\"gfns\":[");
+		size_t len = strlen(line);
+		int n = 0;
+
+		/* the capture holds 64 KiB: a line cut off at its end is not an epoch */
+		if (!g || len < 2 || strcmp(line + len - 2, "]}"))
+			continue;
+		/* each page is one "[as_id,gfn]" inside the gfns array's own bracket */
+		for (const char *p = g + 7; (p = strchr(p + 1, '[')); )
+			n++;
+		if (strstr(line, "\"trigger\":true")) {
+			trig++;
+			ck_assert_msg(n >= 40 && n <= 48, "a triggered epoch of %d pages", n);
+		}
+	}
+	ck_assert_int_ge(trig, 3);
+
+	/* bin is the trace format */
+	fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	snprintf(cmd, sizeof(cmd), "%s stream -p %s --format bin -d 0.6 > %s 2>/dev/null", tool(),
+		 pid, path);
+	ck_assert_int_eq(system(cmd), 0);
+	RUN(&r, "--json", "report", path);
+	ck_assert_msg(r.rc == 0 && strstr(r.out, "\"distinct_pages\":48,"), "%s %s", r.out, r.err);
+	unlink(path);
+	w.stop = 1;
+	pthread_join(th, NULL);
+	assert_nothing_attached();
+	tvm_pages_free(&w.truth);
+	tvm_destroy(w.vm);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("tools");
@@ -452,6 +524,7 @@ int main(void)
 	tcase_add_test(kvm, vms_and_gfns_of_our_vm);
 	tcase_add_test(kvm, vm_exits_during_run);
 	tcase_add_test(kvm, record_and_report);
+	tcase_add_test(kvm, stream_json_and_bin);
 	tcase_set_timeout(kvm, 60);
 	suite_add_tcase(s, errors);
 	suite_add_tcase(s, kvm);

@@ -28,6 +28,8 @@ static struct env {
 	size_t ringbuf;
 	const char *cmd;
 	const char *output;	/* record -o */
+	uint64_t trigger;	/* stream --trigger PAGES */
+	bool bin;		/* stream --format bin */
 	const char *file;	/* report FILE */
 } env = { .interval_ms = 1000 };
 
@@ -44,6 +46,8 @@ static const char doc[] =
 "  gfns -p PID         the sorted unique GFNs VM PID dirties, as hex as_id:gfn\n"
 "  record -p PID -o F  record VM PID's dirty pages, epoch by epoch, into trace file F\n"
 "  report F            what trace F says: rates, working sets, vCPU/slot shares, hot regions\n"
+"  stream -p PID       every epoch's GFN list to stdout (--epoch-ms MS or --trigger PAGES;\n"
+"                      --format json or bin)\n"
 "\n"
 "EXAMPLES:\n"
 "  dirtytrace vms --json          # every VM, as JSON\n"
@@ -60,6 +64,10 @@ static const struct argp_option opts[] = {
 	{ "source", 's', "SRC", 0, "Only this page source: fentry, kprobe or ring", 0 },
 	{ "ringbuf", 'r', "BYTES", 0, "BPF ring buffer size, a power of two (4194304)", 0 },
 	{ "output", 'o', "FILE", 0, "record: the trace file to write", 0 },
+	{ "epoch-ms", 'E', "MS", 0, "stream: an epoch every MS (same as -i)", 0 },
+	{ "trigger", 'T', "PAGES", 0, "stream: end an epoch when the VM has dirtied PAGES "
+	  "(or after -i/--epoch-ms at the latest)", 0 },
+	{ "format", 'F', "FMT", 0, "stream: json (default) or bin (trace blocks)", 0 },
 	{ NULL, 'h', NULL, OPTION_HIDDEN, "Show this help", 0 },
 	{},
 };
@@ -123,6 +131,23 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 	case 'o':
 		env.output = arg;
 		break;
+	case 'E':
+		errno = 0;
+		env.interval_ms = strtoul(arg, &end, 10);
+		if (errno || *end || !env.interval_ms)
+			die_usage(state, "invalid epoch length: %s", arg);
+		break;
+	case 'T':
+		errno = 0;
+		env.trigger = strtoull(arg, &end, 10);
+		if (errno || *end || !env.trigger)
+			die_usage(state, "invalid trigger: %s (pages, > 0)", arg);
+		break;
+	case 'F':
+		if (strcmp(arg, "json") && strcmp(arg, "bin"))
+			die_usage(state, "unknown format: %s (json or bin)", arg);
+		env.bin = !strcmp(arg, "bin");
+		break;
 	case ARGP_KEY_ARG:
 		if (!env.cmd)
 			env.cmd = arg;
@@ -133,7 +158,7 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 		break;
 	case ARGP_KEY_END:
 		if (!env.cmd)
-			die_usage(state, "%s", "missing command (vms, gfns, record or report)");
+			die_usage(state, "%s", "missing command (vms, gfns, record, report or stream)");
 		break;
 	default:
 		return ARGP_ERR_UNKNOWN;
@@ -539,6 +564,19 @@ static int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+/* Raw events since the last call: the tracer watches only this VM, so they are the VM's. */
+static uint64_t raw_since(const struct session *s, uint64_t *last)
+{
+	struct dt_stats st;
+	uint64_t d = 0;
+
+	if (!dt_tracer__stats(s->t, &st)) {
+		d = st.raw - *last;
+		*last = st.raw;
+	}
+	return d;
+}
+
 static int record_epoch(const struct dt_epoch *e, const struct dt_epoch_vm *vm, void *ctx)
 {
 	struct recorder *r = ctx;
@@ -547,14 +585,9 @@ static int record_epoch(const struct dt_epoch *e, const struct dt_epoch_vm *vm, 
 		.recovered = vm ? vm->recovered : 0, .nr_gfns = vm ? vm->nr_gfns : 0,
 		.gfns = vm ? vm->gfns : NULL,
 	};
-	struct dt_stats st;
 	int err;
 
-	/* the tracer watches only this VM: its raw events are the VM's */
-	if (!dt_tracer__stats(r->s->t, &st)) {
-		te.raw = st.raw - r->last_raw;
-		r->last_raw = st.raw;
-	}
+	te.raw = raw_since(r->s, &r->last_raw);
 	r->len = 0;
 	err = dt_trace__encode_epoch(&te, &r->buf, &r->len, &r->cap);
 	err = err ?: write_all(r->fd, r->buf, r->len);
@@ -620,6 +653,124 @@ out:
 	if (r.fd >= 0)
 		close(r.fd);
 	free(r.buf);
+	session_close(&s);
+	return ret;
+}
+
+/* ---- stream: every epoch's list to stdout ---- */
+
+struct streamer {
+	struct session *s;
+	void *buf;
+	size_t len, cap;
+	bool triggered;		/* this epoch ended on the trigger */
+	uint64_t epochs, pages, last_raw;
+};
+
+static int stream_epoch(const struct dt_epoch *e, const struct dt_epoch_vm *vm, void *ctx)
+{
+	struct streamer *st = ctx;
+	size_t n = vm ? vm->nr_gfns : 0;
+
+	st->epochs++;
+	st->pages += n;
+	if (env.bin) {
+		struct dt_trace_epoch te = {
+			.seq = e->seq, .start_ns = e->start_ns, .end_ns = e->end_ns,
+			.recovered = vm ? vm->recovered : 0, .nr_gfns = n,
+			.gfns = vm ? vm->gfns : NULL, .raw = raw_since(st->s, &st->last_raw),
+		};
+		int err;
+
+		st->len = 0;
+		err = dt_trace__encode_epoch(&te, &st->buf, &st->len, &st->cap);
+		err = err ?: write_all(STDOUT_FILENO, st->buf, st->len);
+		return err ? fail("writing the stream: %s", strerror(-err)) : 0;
+	}
+	printf("{\"seq\":%llu,\"start_ns\":%llu,\"end_ns\":%llu,\"pid\":%d,\"trigger\":%s,"
+	       "\"recovered\":%llu,\"gfns\":[", (unsigned long long)e->seq,
+	       (unsigned long long)e->start_ns, (unsigned long long)e->end_ns, env.pid,
+	       st->triggered ? "true" : "false", (unsigned long long)(vm ? vm->recovered : 0));
+	for (size_t i = 0; i < n; i++) {
+		const struct dt_gfn *g = &vm->gfns[i];
+
+		if (g->gfn == DT_GFN_NONE)
+			printf("%s[%u,null,%u,%llu]", i ? "," : "", g->as_id, g->slot,
+			       (unsigned long long)g->offset);
+		else
+			printf("%s[%u,%llu]", i ? "," : "", g->as_id, (unsigned long long)g->gfn);
+	}
+	printf("]}\n");
+	return fflush(stdout) ? fail("writing the stream: %s", strerror(errno)) : 0;
+}
+
+/* --trigger: an epoch ends when the VM reaches the page budget, or after -i at the latest. */
+static int stream_by_trigger(struct session *s, struct streamer *st)
+{
+	uint64_t end_ms = env.duration ? now_ms() + (uint64_t)(env.duration * 1000) : 0;
+	struct pollfd pfd = { .fd = s->pidfd, .events = POLLIN };
+
+	dt_tracer__set_trigger(s->t, env.trigger, false);
+	signal(SIGINT, sig_handler);
+	signal(SIGTERM, sig_handler);
+	while (!exiting && (!end_ms || now_ms() < end_ms)) {
+		struct dt_trigger tr;
+		int err = dt_tracer__wait_trigger(s->t, env.interval_ms, &tr);
+
+		if (err && err != -ETIMEDOUT)
+			return fail("waiting for the trigger: %s", strerror(-err));
+		st->triggered = !err;
+		if (cut(s, stream_epoch, st))
+			return 1;
+		if (s->pidfd >= 0 && poll(&pfd, 1, 0) > 0) {
+			s->vm_exited = true;
+			break;
+		}
+	}
+	st->triggered = false;
+	return cut(s, stream_epoch, st);
+}
+
+static int cmd_stream(void)
+{
+	struct streamer st = {};
+	struct session s;
+	char extra[64];
+	int ret;
+
+	if (session_open(&s, "stream"))
+		return 1;
+	st.s = &s;
+	signal(SIGPIPE, SIG_IGN);	/* a reader that goes away is a write error, said once */
+	if (env.bin) {
+		struct dt_trace_header h = {
+			.version = DT_TRACE_VERSION, .page_size = 4096, .clock = 1,
+			.source = dt_tracer__source(s.t), .start_ns = now_ms() * 1000000,
+			.pid = s.vm->pid, .nr_vcpus = s.vm->nr_vcpus,
+			.ring_entries = s.vm->ring_entries, .kvm = s.vm->kvm,
+			.nr_slots = s.vm->nr_slots, .slots = s.vm->slots,
+		};
+		int err;
+
+		memcpy(h.comm, s.vm->comm, sizeof(h.comm));
+		err = dt_trace__encode_header(&h, &st.buf, &st.len, &st.cap);
+		err = err ?: write_all(STDOUT_FILENO, st.buf, st.len);
+		if (err) {
+			session_close(&s);
+			free(st.buf);
+			return fail("writing the stream: %s", strerror(-err));
+		}
+	}
+	ret = env.trigger ? stream_by_trigger(&s, &st) : session_watch(&s, stream_epoch, &st);
+	if (!ret) {
+		snprintf(extra, sizeof(extra), "; %llu epochs streamed",
+			 (unsigned long long)st.epochs);
+		print_summary(&s, st.pages, extra);
+		if (s.vm_exited)
+			ret = fail("VM pid %d exited during the run; its epochs until then were "
+				   "streamed", env.pid);
+	}
+	free(st.buf);
 	session_close(&s);
 	return ret;
 }
@@ -914,6 +1065,7 @@ static const struct cmd {
 	{ "gfns", cmd_gfns },
 	{ "record", cmd_record },
 	{ "report", cmd_report },
+	{ "stream", cmd_stream },
 };
 
 int main(int argc, char **argv)
@@ -931,5 +1083,5 @@ int main(int argc, char **argv)
 		err = cmds[i].fn == cmd_report ? 0 : preflight();	/* a file needs no BPF */
 		return err ? err : cmds[i].fn();
 	}
-	return fail("unknown command '%s' (vms, gfns, record or report)", env.cmd);
+	return fail("unknown command '%s' (vms, gfns, record, report or stream)", env.cmd);
 }
