@@ -11,8 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <dirtytrace/dirtytrace.h>
 #include "testlib.h"
 #include "vmm.h"
 
@@ -511,6 +515,123 @@ START_TEST(stream_json_and_bin)
 }
 END_TEST
 
+struct reader {
+	int fd;
+	char *buf;
+	size_t len, cap;
+};
+
+static void *read_stream(void *arg)
+{
+	struct reader *rd = arg;
+	ssize_t n;
+
+	for (;;) {
+		if (rd->len == rd->cap) {
+			rd->cap = rd->cap ? rd->cap * 2 : 1 << 20;
+			rd->buf = realloc(rd->buf, rd->cap);
+		}
+		n = read(rd->fd, rd->buf + rd->len, rd->cap - rd->len);
+		if (n <= 0)
+			return NULL;
+		rd->len += n;
+	}
+}
+
+static int connect_to(const char *path)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
+	for (int i = 0; i < 100; i++) {
+		if (!connect(fd, (struct sockaddr *)&addr, sizeof(addr)))
+			return fd;
+		usleep(20000);
+	}
+	ck_abort_msg("could not connect to %s: %s", path, strerror(errno));
+	return -1;
+}
+
+/* --socket: a reader gets a whole trace; a client that never reads is dropped, alone. */
+START_TEST(stream_socket_clients)
+{
+	struct tvm_opts o = { .nr_vcpus = 1, .ring_entries = 1024 };
+	char pid[16], sock[64], why[128], line[256];
+	struct reader rd = {};
+	struct writer w = {};
+	struct dt_trace_reader *tr;
+	struct dt_trace_epoch e;
+	struct stat sst;
+	pthread_t th, rth;
+	struct run r;
+	int out_fd, err_fd, silent, epochs = 0;
+	unsigned long long streamed = 0, first = 0;
+	const char *p;
+	pid_t tp;
+
+	NEED(dt_test_need_kvm);
+	w.vm = tvm_create(&o);
+	ck_assert_ptr_nonnull(w.vm);
+	ck_assert_int_eq(tvm_add_slot(w.vm, 1, 16 << 20, 16 << 20, true), 0);
+	ck_assert_int_eq(tvm_add_slot(w.vm, 2, 1ull << 30, 64 << 20, true), 0);
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	snprintf(sock, sizeof(sock), "/tmp/dt-sock-%d", getpid());
+	unlink(sock);
+	pthread_create(&th, NULL, write_loop, &w);
+	tp = start((char *const[]){ "stream", "-p", pid, "--socket", sock, "--format", "bin",
+				    "-i", "5", "-d", "3", "--client-buffer", "65536", NULL },
+		   -1, &out_fd, &err_fd);
+	rd.fd = connect_to(sock);
+	silent = connect_to(sock);
+	ck_assert_int_eq(stat(sock, &sst), 0);
+	ck_assert_int_eq(sst.st_mode & 0777, 0600);
+	pthread_create(&rth, NULL, read_stream, &rd);
+	finish(tp, out_fd, err_fd, &r);
+	pthread_join(rth, NULL);
+	w.stop = 1;
+	pthread_join(th, NULL);
+	ck_assert_msg(r.rc == 0, "%s", r.err);
+	ck_assert_msg(access(sock, F_OK), "the socket was left behind");
+	/* exactly one client dropped: the silent one */
+	p = strstr(r.err, "dropped stream client");
+	ck_assert_msg(p && !strstr(p + 1, "dropped stream client"), "stderr: %s", r.err);
+	ck_assert_ptr_nonnull(strstr(r.err, "fell"));
+	p = strstr(r.err, "epochs streamed");
+	ck_assert_ptr_nonnull(p);
+	while (p > r.err && p[-1] != ';')
+		p--;
+	sscanf(p, " %llu", &streamed);
+	/* the reader's bytes are a whole trace holding every epoch streamed */
+	tr = dt_trace_reader__new(rd.buf, rd.len, why, sizeof(why));
+	ck_assert_msg(tr, "%s", why);
+	/* epochs cut before the client connected are not its; from there on, none is missing */
+	while (dt_trace_reader__next(tr, &e, why, sizeof(why)) > 0) {
+		if (!epochs++)
+			first = e.seq;
+		ck_assert_uint_eq(e.seq, first + epochs - 1);
+	}
+	ck_assert(!dt_trace_reader__truncated(tr));
+	ck_assert_msg(epochs > 100 && first + epochs == streamed,
+		      "read %d epochs from seq %llu of %llu streamed", epochs,
+		      (unsigned long long)first, streamed);
+	dt_trace_reader__free(tr);
+
+	/* a path in use is refused */
+	snprintf(line, sizeof(line), "%s", sock);
+	ck_assert_int_eq(close(open(line, O_CREAT | O_WRONLY, 0600)) , 0);
+	RUN(&r, "stream", "-p", pid, "--socket", sock, "-d", "1");
+	assert_one_error(&r, "is taken");
+	unlink(sock);
+	close(silent);
+	close(rd.fd);
+	free(rd.buf);
+	assert_nothing_attached();
+	tvm_pages_free(&w.truth);
+	tvm_destroy(w.vm);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("tools");
@@ -525,6 +646,7 @@ int main(void)
 	tcase_add_test(kvm, vm_exits_during_run);
 	tcase_add_test(kvm, record_and_report);
 	tcase_add_test(kvm, stream_json_and_bin);
+	tcase_add_test(kvm, stream_socket_clients);
 	tcase_set_timeout(kvm, 60);
 	suite_add_tcase(s, errors);
 	suite_add_tcase(s, kvm);

@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -30,8 +32,10 @@ static struct env {
 	const char *output;	/* record -o */
 	uint64_t trigger;	/* stream --trigger PAGES */
 	bool bin;		/* stream --format bin */
+	const char *socket;	/* stream --socket PATH */
+	size_t client_buffer;	/* stream: bytes queued for one client before it is dropped */
 	const char *file;	/* report FILE */
-} env = { .interval_ms = 1000 };
+} env = { .interval_ms = 1000, .client_buffer = 16u << 20 };
 
 static volatile sig_atomic_t exiting;
 
@@ -68,6 +72,10 @@ static const struct argp_option opts[] = {
 	{ "trigger", 'T', "PAGES", 0, "stream: end an epoch when the VM has dirtied PAGES "
 	  "(or after -i/--epoch-ms at the latest)", 0 },
 	{ "format", 'F', "FMT", 0, "stream: json (default) or bin (trace blocks)", 0 },
+	{ "socket", 'S', "PATH", 0, "stream: serve clients on this UNIX socket (mode 0600) "
+	  "instead of stdout", 0 },
+	{ "client-buffer", 'B', "BYTES", 0, "stream: drop a client with more than this queued "
+	  "(16777216)", 0 },
 	{ NULL, 'h', NULL, OPTION_HIDDEN, "Show this help", 0 },
 	{},
 };
@@ -142,6 +150,15 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 		env.trigger = strtoull(arg, &end, 10);
 		if (errno || *end || !env.trigger)
 			die_usage(state, "invalid trigger: %s (pages, > 0)", arg);
+		break;
+	case 'S':
+		env.socket = arg;
+		break;
+	case 'B':
+		errno = 0;
+		env.client_buffer = strtoull(arg, &end, 0);
+		if (errno || *end || env.client_buffer < 4096)
+			die_usage(state, "invalid client buffer: %s (bytes, >= 4096)", arg);
 		break;
 	case 'F':
 		if (strcmp(arg, "json") && strcmp(arg, "bin"))
@@ -657,20 +674,133 @@ out:
 	return ret;
 }
 
-/* ---- stream: every epoch's list to stdout ---- */
+/* ---- stream: every epoch's list to stdout or to the clients of a UNIX socket ---- */
+
+/* A socket client: what it has not read yet waits in q (at most --client-buffer bytes). */
+struct client {
+	int fd;
+	unsigned id;
+	char *q;
+	size_t len, cap;
+};
 
 struct streamer {
 	struct session *s;
-	void *buf;
-	size_t len, cap;
+	void *buf, *hdr;
+	size_t len, cap, hdr_len;
 	bool triggered;		/* this epoch ended on the trigger */
 	uint64_t epochs, pages, last_raw;
+	int lfd;		/* --socket: listening, -1 for stdout */
+	struct client *cl;
+	size_t nr_cl, cap_cl;
+	unsigned next_id;
 };
+
+static void client_drop(struct streamer *st, size_t i, const char *why)
+{
+	if (why)
+		fprintf(stderr, PROG ": dropped stream client %u: %s\n", st->cl[i].id, why);
+	close(st->cl[i].fd);
+	free(st->cl[i].q);
+	st->cl[i] = st->cl[--st->nr_cl];
+}
+
+/* Queues data for client i and writes what the socket takes now; never blocks. */
+static void client_send(struct streamer *st, size_t i, const void *data, size_t len)
+{
+	struct client *c = &st->cl[i];
+	char why[96];
+	ssize_t n;
+
+	if (c->len + len > env.client_buffer) {
+		/* a slow reader must not stall the harvester or the other clients */
+		snprintf(why, sizeof(why), "it fell %zu bytes behind (--client-buffer)",
+			 c->len + len);
+		client_drop(st, i, why);
+		return;
+	}
+	if (c->len + len > c->cap) {
+		size_t ncap = c->cap ? c->cap : 65536;
+		char *nq;
+
+		while (ncap < c->len + len)
+			ncap *= 2;
+		nq = realloc(c->q, ncap);
+		if (!nq) {
+			client_drop(st, i, "out of memory");
+			return;
+		}
+		c->q = nq;
+		c->cap = ncap;
+	}
+	memcpy(c->q + c->len, data, len);
+	c->len += len;
+	while (c->len) {
+		n = send(c->fd, c->q, c->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;	/* the rest goes with the next epoch */
+		if (n <= 0) {
+			client_drop(st, i, env.verbose ? "disconnected" : NULL);
+			return;
+		}
+		memmove(c->q, c->q + n, c->len - n);
+		c->len -= n;
+	}
+}
+
+static void accept_clients(struct streamer *st)
+{
+	for (;;) {
+		int fd = accept4(st->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct client *c;
+
+		if (fd < 0)
+			return;	/* EAGAIN: nobody else is waiting */
+		if (st->nr_cl == st->cap_cl) {
+			size_t ncap = st->cap_cl ? st->cap_cl * 2 : 8;
+			struct client *nc = realloc(st->cl, ncap * sizeof(*nc));
+
+			if (!nc) {
+				close(fd);
+				return;
+			}
+			st->cl = nc;
+			st->cap_cl = ncap;
+		}
+		c = &st->cl[st->nr_cl++];
+		*c = (struct client){ .fd = fd, .id = st->next_id++ };
+		if (env.verbose)
+			fprintf(stderr, PROG ": stream client %u connected\n", c->id);
+		if (st->hdr_len)	/* bin: every client's stream is a whole trace */
+			client_send(st, st->nr_cl - 1, st->hdr, st->hdr_len);
+	}
+}
+
+/* One epoch's bytes to stdout, or to every client. */
+static int emit(struct streamer *st, const void *data, size_t len)
+{
+	int err;
+
+	if (st->lfd < 0) {
+		err = write_all(STDOUT_FILENO, data, len);
+		return err ? fail("writing the stream: %s", strerror(-err)) : 0;
+	}
+	accept_clients(st);
+	for (size_t i = st->nr_cl; i-- > 0; )
+		client_send(st, i, data, len);
+	return 0;
+}
 
 static int stream_epoch(const struct dt_epoch *e, const struct dt_epoch_vm *vm, void *ctx)
 {
 	struct streamer *st = ctx;
 	size_t n = vm ? vm->nr_gfns : 0;
+	char *json = NULL;
+	size_t json_len = 0;
+	FILE *f;
+	int err;
 
 	st->epochs++;
 	st->pages += n;
@@ -680,28 +810,107 @@ static int stream_epoch(const struct dt_epoch *e, const struct dt_epoch_vm *vm, 
 			.recovered = vm ? vm->recovered : 0, .nr_gfns = n,
 			.gfns = vm ? vm->gfns : NULL, .raw = raw_since(st->s, &st->last_raw),
 		};
-		int err;
 
 		st->len = 0;
 		err = dt_trace__encode_epoch(&te, &st->buf, &st->len, &st->cap);
-		err = err ?: write_all(STDOUT_FILENO, st->buf, st->len);
-		return err ? fail("writing the stream: %s", strerror(-err)) : 0;
+		return err ? fail("out of memory") : emit(st, st->buf, st->len);
 	}
-	printf("{\"seq\":%llu,\"start_ns\":%llu,\"end_ns\":%llu,\"pid\":%d,\"trigger\":%s,"
-	       "\"recovered\":%llu,\"gfns\":[", (unsigned long long)e->seq,
-	       (unsigned long long)e->start_ns, (unsigned long long)e->end_ns, env.pid,
-	       st->triggered ? "true" : "false", (unsigned long long)(vm ? vm->recovered : 0));
+	f = open_memstream(&json, &json_len);
+	if (!f)
+		return fail("out of memory");
+	fprintf(f, "{\"seq\":%llu,\"start_ns\":%llu,\"end_ns\":%llu,\"pid\":%d,\"trigger\":%s,"
+		"\"recovered\":%llu,\"gfns\":[", (unsigned long long)e->seq,
+		(unsigned long long)e->start_ns, (unsigned long long)e->end_ns, env.pid,
+		st->triggered ? "true" : "false", (unsigned long long)(vm ? vm->recovered : 0));
 	for (size_t i = 0; i < n; i++) {
 		const struct dt_gfn *g = &vm->gfns[i];
 
 		if (g->gfn == DT_GFN_NONE)
-			printf("%s[%u,null,%u,%llu]", i ? "," : "", g->as_id, g->slot,
-			       (unsigned long long)g->offset);
+			fprintf(f, "%s[%u,null,%u,%llu]", i ? "," : "", g->as_id, g->slot,
+				(unsigned long long)g->offset);
 		else
-			printf("%s[%u,%llu]", i ? "," : "", g->as_id, (unsigned long long)g->gfn);
+			fprintf(f, "%s[%u,%llu]", i ? "," : "", g->as_id,
+				(unsigned long long)g->gfn);
 	}
-	printf("]}\n");
-	return fflush(stdout) ? fail("writing the stream: %s", strerror(errno)) : 0;
+	fprintf(f, "]}\n");
+	if (fclose(f)) {
+		free(json);
+		return fail("out of memory");
+	}
+	err = emit(st, json, json_len);
+	free(json);
+	return err;
+}
+
+/* --socket: refuses a path in use; the socket is the owner's alone (0600). */
+static int open_socket(struct streamer *st)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	mode_t old;
+	int err;
+
+	if (strlen(env.socket) >= sizeof(addr.sun_path))
+		return fail("socket path too long: %s", env.socket);
+	if (!access(env.socket, F_OK))
+		return fail("socket path %s is taken (remove it if no stream serves it)",
+			    env.socket);
+	strcpy(addr.sun_path, env.socket);
+	st->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (st->lfd < 0)
+		return fail("socket: %s", strerror(errno));
+	old = umask(0177);
+	err = bind(st->lfd, (struct sockaddr *)&addr, sizeof(addr));
+	umask(old);
+	if (err || listen(st->lfd, 16)) {
+		err = errno;
+		close(st->lfd);
+		st->lfd = -1;
+		return fail("cannot serve on %s: %s", env.socket, strerror(err));
+	}
+	return 0;
+}
+
+/*
+ * At the end, what each client still has queued is delivered before its socket closes: up to
+ * 2 s in all, so a client that stopped reading cannot hold the exit.
+ */
+static void flush_clients(struct streamer *st)
+{
+	uint64_t end = now_ms() + 2000;
+
+	for (size_t i = st->nr_cl; i-- > 0; ) {
+		struct client *c = &st->cl[i];
+
+		while (c->len && now_ms() < end) {
+			struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
+			ssize_t n;
+
+			if (poll(&pfd, 1, (int)(end - now_ms())) <= 0)
+				break;
+			n = send(c->fd, c->q, c->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (n <= 0 && errno != EAGAIN && errno != EINTR)
+				break;
+			if (n > 0) {
+				memmove(c->q, c->q + n, c->len - n);
+				c->len -= n;
+			}
+		}
+		if (c->len)
+			fprintf(stderr, PROG ": stream client %u left %zu bytes unread at exit\n",
+				c->id, c->len);
+	}
+}
+
+static void close_socket(struct streamer *st)
+{
+	if (st->lfd < 0)
+		return;
+	flush_clients(st);
+	while (st->nr_cl)
+		client_drop(st, st->nr_cl - 1, NULL);
+	free(st->cl);
+	close(st->lfd);
+	unlink(env.socket);
 }
 
 /* --trigger: an epoch ends when the VM reaches the page budget, or after -i at the latest. */
@@ -733,15 +942,17 @@ static int stream_by_trigger(struct session *s, struct streamer *st)
 
 static int cmd_stream(void)
 {
-	struct streamer st = {};
+	struct streamer st = { .lfd = -1 };
 	struct session s;
-	char extra[64];
-	int ret;
+	char extra[96];
+	int ret = 1;
 
 	if (session_open(&s, "stream"))
 		return 1;
 	st.s = &s;
 	signal(SIGPIPE, SIG_IGN);	/* a reader that goes away is a write error, said once */
+	if (env.socket && open_socket(&st))
+		goto out;
 	if (env.bin) {
 		struct dt_trace_header h = {
 			.version = DT_TRACE_VERSION, .page_size = 4096, .clock = 1,
@@ -750,27 +961,30 @@ static int cmd_stream(void)
 			.ring_entries = s.vm->ring_entries, .kvm = s.vm->kvm,
 			.nr_slots = s.vm->nr_slots, .slots = s.vm->slots,
 		};
-		int err;
+		size_t cap = 0;
 
 		memcpy(h.comm, s.vm->comm, sizeof(h.comm));
-		err = dt_trace__encode_header(&h, &st.buf, &st.len, &st.cap);
-		err = err ?: write_all(STDOUT_FILENO, st.buf, st.len);
-		if (err) {
-			session_close(&s);
-			free(st.buf);
-			return fail("writing the stream: %s", strerror(-err));
+		if (dt_trace__encode_header(&h, &st.hdr, &st.hdr_len, &cap)) {
+			fail("out of memory");
+			goto out;
 		}
+		/* stdout gets it now; a socket client when it connects */
+		if (st.lfd < 0 && emit(&st, st.hdr, st.hdr_len))
+			goto out;
 	}
 	ret = env.trigger ? stream_by_trigger(&s, &st) : session_watch(&s, stream_epoch, &st);
 	if (!ret) {
-		snprintf(extra, sizeof(extra), "; %llu epochs streamed",
-			 (unsigned long long)st.epochs);
+		snprintf(extra, sizeof(extra), "; %llu epochs streamed%s",
+			 (unsigned long long)st.epochs, st.lfd >= 0 ? " to the socket" : "");
 		print_summary(&s, st.pages, extra);
 		if (s.vm_exited)
 			ret = fail("VM pid %d exited during the run; its epochs until then were "
 				   "streamed", env.pid);
 	}
+out:
+	close_socket(&st);
 	free(st.buf);
+	free(st.hdr);
 	session_close(&s);
 	return ret;
 }
