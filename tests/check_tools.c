@@ -237,6 +237,18 @@ struct writer {
 	int epochs;
 };
 
+/* The VM write_loop writes to: slot 1 (16 MiB at 16 MiB) and slot 2 (64 MiB at 1 GiB). */
+static struct tvm *writer_vm(void)
+{
+	struct tvm_opts o = { .nr_vcpus = 1, .ring_entries = 1024 };
+	struct tvm *vm = tvm_create(&o);
+
+	ck_assert_msg(vm, "tvm_create: %s", strerror(errno));
+	ck_assert_int_eq(tvm_add_slot(vm, 1, 16 << 20, 16 << 20, true), 0);
+	ck_assert_int_eq(tvm_add_slot(vm, 2, 1ull << 30, 64 << 20, true), 0);
+	return vm;
+}
+
 static void *write_loop(void *arg)
 {
 	struct writer *w = arg;
@@ -258,7 +270,6 @@ static void *write_loop(void *arg)
 
 START_TEST(vms_and_gfns_of_our_vm)
 {
-	struct tvm_opts o = { .nr_vcpus = 1, .ring_entries = 1024 };
 	struct writer w = {};
 	char pid[16], want[64], *line, *save;
 	pthread_t th;
@@ -267,10 +278,7 @@ START_TEST(vms_and_gfns_of_our_vm)
 	pid_t tp;
 
 	NEED(dt_test_need_kvm);
-	w.vm = tvm_create(&o);
-	ck_assert_ptr_nonnull(w.vm);
-	ck_assert_int_eq(tvm_add_slot(w.vm, 1, 16 << 20, 16 << 20, true), 0);
-	ck_assert_int_eq(tvm_add_slot(w.vm, 2, 1ull << 30, 64 << 20, true), 0);
+	w.vm = writer_vm();
 	snprintf(pid, sizeof(pid), "%d", getpid());
 
 	RUN(&r, "vms");
@@ -374,7 +382,6 @@ END_TEST
 /* record then report: the trace of our VM says what KVM said; a cut-short copy still reads. */
 START_TEST(record_and_report)
 {
-	struct tvm_opts o = { .nr_vcpus = 1, .ring_entries = 1024 };
 	char pid[16], path[] = "/tmp/dt-trace-XXXXXX", cut[64], cmd[256];
 	struct writer w = {};
 	pthread_t th;
@@ -386,10 +393,7 @@ START_TEST(record_and_report)
 	fd = mkstemp(path);
 	ck_assert_int_ge(fd, 0);
 	close(fd);
-	w.vm = tvm_create(&o);
-	ck_assert_ptr_nonnull(w.vm);
-	ck_assert_int_eq(tvm_add_slot(w.vm, 1, 16 << 20, 16 << 20, true), 0);
-	ck_assert_int_eq(tvm_add_slot(w.vm, 2, 1ull << 30, 64 << 20, true), 0);
+	w.vm = writer_vm();
 	snprintf(pid, sizeof(pid), "%d", getpid());
 	pthread_create(&th, NULL, write_loop, &w);
 	RUN(&r, "record", "-p", pid, "-d", "1.5", "-i", "300", "-o", path);
@@ -446,7 +450,6 @@ END_TEST
 /* stream: json by time and by trigger, and bin that report reads as a trace */
 START_TEST(stream_json_and_bin)
 {
-	struct tvm_opts o = { .nr_vcpus = 1, .ring_entries = 1024 };
 	char pid[16], path[] = "/tmp/dt-stream-XXXXXX", cmd[768];
 	struct writer w = {};
 	int lines = 0, trig = 0, fd;
@@ -455,10 +458,7 @@ START_TEST(stream_json_and_bin)
 	char *line, *save;
 
 	NEED(dt_test_need_kvm);
-	w.vm = tvm_create(&o);
-	ck_assert_ptr_nonnull(w.vm);
-	ck_assert_int_eq(tvm_add_slot(w.vm, 1, 16 << 20, 16 << 20, true), 0);
-	ck_assert_int_eq(tvm_add_slot(w.vm, 2, 1ull << 30, 64 << 20, true), 0);
+	w.vm = writer_vm();
 	snprintf(pid, sizeof(pid), "%d", getpid());
 	pthread_create(&th, NULL, write_loop, &w);
 
@@ -556,7 +556,6 @@ static int connect_to(const char *path)
 /* --socket: a reader gets a whole trace; a client that never reads is dropped, alone. */
 START_TEST(stream_socket_clients)
 {
-	struct tvm_opts o = { .nr_vcpus = 1, .ring_entries = 1024 };
 	char pid[16], sock[64], why[128], line[256];
 	struct reader rd = {};
 	struct writer w = {};
@@ -571,10 +570,7 @@ START_TEST(stream_socket_clients)
 	pid_t tp;
 
 	NEED(dt_test_need_kvm);
-	w.vm = tvm_create(&o);
-	ck_assert_ptr_nonnull(w.vm);
-	ck_assert_int_eq(tvm_add_slot(w.vm, 1, 16 << 20, 16 << 20, true), 0);
-	ck_assert_int_eq(tvm_add_slot(w.vm, 2, 1ull << 30, 64 << 20, true), 0);
+	w.vm = writer_vm();
 	snprintf(pid, sizeof(pid), "%d", getpid());
 	snprintf(sock, sizeof(sock), "/tmp/dt-sock-%d", getpid());
 	unlink(sock);
