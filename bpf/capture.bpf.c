@@ -145,6 +145,22 @@ static __always_inline struct dt_vcpu_stats *vcpu_stats(__u64 kvm, __s32 vcpu, _
 }
 
 /*
+ * Every record goes out through here: built from a template whose unnamed fields (padding too)
+ * are zero, stamped, submitted. False when the ring buffer is full.
+ */
+static __always_inline bool submit_event(const struct dt_event *tmpl, __u64 rb_flags)
+{
+	struct dt_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e)
+		return false;
+	__builtin_memcpy(e, tmpl, sizeof(*e));
+	e->ts = bpf_ktime_get_ns();
+	bpf_ringbuf_submit(e, rb_flags);
+	return true;
+}
+
+/*
  * Counts a VM's new page in the epoch; at exactly trigger_pages (when set), wakes the consumer at
  * once and,
  * if asked, stops the VMM here. Other vCPUs run on until the signal reaches them: the overshoot
@@ -154,7 +170,6 @@ static __always_inline void count_for_trigger(__u64 kvm, __u32 tgid, __s32 vcpu,
 {
 	__u64 want = *(volatile __u64 *)&trigger_pages, zero = 0, *n;
 	struct dt_epoch_key key = { .kvm = kvm, .epoch = ep };
-	struct dt_event *e;
 
 	/* counted with or without a trigger: one set mid-epoch must see the whole epoch */
 	n = bpf_map_lookup_elem(&vm_pages, &key);
@@ -168,19 +183,10 @@ static __always_inline void count_for_trigger(__u64 kvm, __u32 tgid, __s32 vcpu,
 		return;
 	if (trigger_stop)
 		bpf_send_signal(19 /* SIGSTOP */);
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e)
-		return;	/* the waiter also polls the count */
-	__builtin_memset(e, 0, sizeof(*e));
-	e->kvm = kvm;
-	e->ts = bpf_ktime_get_ns();
-	e->offset = want;
-	e->gfn = DT_GFN_UNKNOWN;
-	e->tgid = tgid;
-	e->vcpu = vcpu;
-	e->epoch = ep;
-	e->flags = DT_EV_TRIGGER;
-	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	/* lost to a full ring buffer, it is not missed: the waiter also polls the count */
+	submit_event(&(struct dt_event){ .kvm = kvm, .offset = want, .gfn = DT_GFN_UNKNOWN,
+					 .tgid = tgid, .vcpu = vcpu, .epoch = ep,
+					 .flags = DT_EV_TRIGGER }, BPF_RB_FORCE_WAKEUP);
 }
 
 /* st: the vCPU's stats entry when the caller has it, else looked up here (raw per vCPU). */
@@ -192,7 +198,6 @@ static __always_inline void emit_page(__u64 kvm, __u32 tgid, __s32 vcpu, __u16 a
 	struct dt_inflight *fl = cpu < DT_MAX_CPUS ? &inflight[cpu] : 0;
 	struct dt_dedup_key key = {};
 	struct dt_counters *c;
-	struct dt_event *e;
 	__u32 ep;
 	__u8 flags = 0;
 	int fresh;
@@ -225,28 +230,15 @@ static __always_inline void emit_page(__u64 kvm, __u32 tgid, __s32 vcpu, __u16 a
 	c->unique++;
 	count_for_trigger(kvm, tgid, vcpu, ep);
 
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
+	if (!submit_event(&(struct dt_event){ .kvm = kvm, .offset = offset, .gfn = gfn,
+					      .tgid = tgid, .vcpu = vcpu, .epoch = ep, .as_id = as_id,
+					      .slot = id, .source = source, .flags = flags }, 0)) {
 		/* a page marked in the dedup map is recovered at the cut; one that is not is lost */
 		if (fresh < 0)
 			c->lost++;
 		else
 			c->rb_drops++;
-		goto out;
 	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->kvm = kvm;
-	e->ts = bpf_ktime_get_ns();
-	e->offset = offset;
-	e->gfn = gfn;
-	e->tgid = tgid;
-	e->vcpu = vcpu;
-	e->epoch = ep;
-	e->as_id = as_id;
-	e->slot = id;
-	e->source = source;
-	e->flags = flags;
-	bpf_ringbuf_submit(e, 0);
 out:
 	__sync_fetch_and_add(&fl->exit, 1);
 }
