@@ -5,9 +5,20 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 #include <unistd.h>
 #include <dirtytrace/dirtytrace.h>
+
+/* CLOCK_MONOTONIC in nanoseconds: the clock of epochs, BPF timestamps and the tools' timers. */
+static inline uint64_t tool_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
 
 /* The checks every tool needs first: NULL, or the message (with the hint a user can act on). */
 static inline const char *tool_preflight(void)

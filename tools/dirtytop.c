@@ -129,14 +129,6 @@ static void sig_handler(int sig)
 	exiting = 1;
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
 /* ---- names: QEMU's -name guest=NAME, else comm ---- */
 
 static struct name_cache {
@@ -677,10 +669,10 @@ int main(int argc, char **argv)
 		curs_set(0);
 	}
 
-	uint64_t next = now_ns() + (uint64_t)(env.delay * 1e9);
+	uint64_t next = tool_now_ns() + (uint64_t)(env.delay * 1e9);
 
 	while (!exiting) {
-		uint64_t now = now_ns();
+		uint64_t now = tool_now_ns();
 		int wait_ms = next > now ? (int)((next - now) / 1000000) : 0;
 
 		if (curses_on) {
@@ -702,7 +694,7 @@ int main(int argc, char **argv)
 			ret = fail("failed to read the ring buffer: %s", strerror(-err));
 			goto out;
 		}
-		if (now_ns() < next)
+		if (tool_now_ns() < next)
 			continue;
 		next += (uint64_t)(env.delay * 1e9);
 

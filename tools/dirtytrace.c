@@ -188,12 +188,10 @@ static int print_fn(enum dt_print_level level, const char *fmt, va_list ap)
 	return tool_message(PROG, env.verbose, level, fmt, ap);
 }
 
+/* The tool's timers run in milliseconds. */
 static uint64_t now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return tool_now_ns() / 1000000;
 }
 
 static void sig_handler(int sig)

@@ -88,14 +88,6 @@ struct ckpt {
 	uint64_t full_unreadable;
 };
 
-static uint64_t ckpt_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
-
 __attribute__((format(printf, 3, 4)))
 static void ckpt_err(char *err, size_t errsz, const char *fmt, ...)
 {
@@ -472,11 +464,11 @@ int ckpt_cycle(struct ckpt *c, struct ckpt_stats *st)
 	int ret;
 
 	memset(st, 0, sizeof(*st));
-	t0 = ckpt_now_ns();
+	t0 = tool_now_ns();
 	ret = dt_tracer__cut(c->tracer, &e);
 	if (ret)
 		return ret;
-	t1 = ckpt_now_ns();
+	t1 = tool_now_ns();
 	st->cut_ns = t1 - t0;
 	st->seq = e->seq;
 	vm = ckpt_epoch_vm(c, e);
@@ -499,7 +491,7 @@ int ckpt_cycle(struct ckpt *c, struct ckpt_stats *st)
 		ret = ckpt_flush(c, st);
 	st->pages -= st->unreadable;
 	st->bytes = st->pages * CKPT_PAGE;
-	st->copy_ns = ckpt_now_ns() - t1;
+	st->copy_ns = tool_now_ns() - t1;
 	dt_epoch__free(e);
 	return ret;
 }
@@ -596,7 +588,7 @@ static void wait_epoch(struct ckpt *c, uint64_t deadline_ns)
 {
 	uint64_t now;
 
-	while (!exiting && (now = ckpt_now_ns()) < deadline_ns) {
+	while (!exiting && (now = tool_now_ns()) < deadline_ns) {
 		int ms = (deadline_ns - now + 999999) / 1000000;
 
 		if (dt_tracer__poll(ckpt_tracer(c), ms) == -EINTR)
@@ -631,7 +623,7 @@ static void print_summary(const struct ckpt *c, const struct totals *t, double w
 
 static int run(struct ckpt *c)
 {
-	uint64_t start = ckpt_now_ns(), deadline = start;
+	uint64_t start = tool_now_ns(), deadline = start;
 	struct totals tot = {};
 	struct ckpt_stats st;
 	int ret = 0;
@@ -661,10 +653,10 @@ static int run(struct ckpt *c)
 			       (unsigned long long)st.cut_ns / 1000,
 			       (unsigned long long)st.copy_ns / 1000);
 		/* a slow cycle must not make the next epochs short to catch up */
-		if (ckpt_now_ns() > deadline)
-			deadline = ckpt_now_ns();
+		if (tool_now_ns() > deadline)
+			deadline = tool_now_ns();
 	}
-	print_summary(c, &tot, (ckpt_now_ns() - start) / 1e9);
+	print_summary(c, &tot, (tool_now_ns() - start) / 1e9);
 	return ret == -ESRCH ? 0 : !!ret;
 }
 
