@@ -88,13 +88,20 @@ static const struct {
 	{ "kvm", "kvm_page_fault", "tracepoint/kvm/kvm_page_fault" },
 };
 
-static struct bpf_program *fault_prog(struct capture *skel, size_t i)
+/* Fault signal i (in fault_signals order): its program, and where the skeleton keeps its link. */
+static struct bpf_program *fault_prog(struct capture *skel, size_t i, struct bpf_link ***link)
 {
 	struct bpf_program *progs[] = {
 		skel->progs.dt_fast_page_fault, skel->progs.dt_spte_changed,
 		skel->progs.dt_page_fault,
 	};
+	struct bpf_link **links[] = {
+		&skel->links.dt_fast_page_fault, &skel->links.dt_spte_changed,
+		&skel->links.dt_page_fault,
+	};
 
+	if (link)
+		*link = links[i];
 	return progs[i];
 }
 
@@ -123,7 +130,7 @@ static int configure(struct dt_tracer *t, struct capture *skel, const struct dt_
 
 		if (use)
 			*fault_idx = i;
-		err = bpf_program__set_autoload(fault_prog(skel, i), use);
+		err = bpf_program__set_autoload(fault_prog(skel, i, NULL), use);
 	}
 	return err;
 }
@@ -185,14 +192,10 @@ static int try_source(struct dt_tracer *t, const struct dt_tracer_opts *o, enum 
 	add_probe(t, "raw_tp/kvm_dirty_ring_exit", skel->links.dt_ring_exit ? 0 : -errno,
 		  skel->links.dt_ring_exit ? "ring view" : "unavailable: %m");
 	if (fault_idx >= 0) {
-		struct bpf_link *l = bpf_program__attach(fault_prog(skel, fault_idx));
+		struct bpf_link **link, *l;
 
-		if (fault_idx == 0)
-			skel->links.dt_fast_page_fault = l;
-		else if (fault_idx == 1)
-			skel->links.dt_spte_changed = l;
-		else
-			skel->links.dt_page_fault = l;
+		l = bpf_program__attach(fault_prog(skel, fault_idx, &link));
+		*link = l;	/* capture__destroy() detaches it */
 		add_probe(t, fault_signals[fault_idx].what, l ? 0 : -errno,
 			  l ? "write-fault signal (counted, never listed as pages)" :
 			  "unavailable: %m");
