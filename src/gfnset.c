@@ -234,3 +234,24 @@ const struct dt_epoch_vm *dt_epoch__vm(const struct dt_epoch *e, pid_t pid)
 			return &e->vms[i];
 	return NULL;
 }
+
+void dt_fetch__init(struct dt_fetch *f, const struct dt_epoch_vm *vm)
+{
+	f->vm = vm;
+	__atomic_store_n(&f->next, 0, __ATOMIC_RELAXED);
+}
+
+size_t dt_fetch__next(struct dt_fetch *f, size_t max, const struct dt_gfn **sub)
+{
+	size_t n = f->vm ? f->vm->nr_gfns : 0, at;
+
+	*sub = NULL;
+	/* a cheap look first, so callers polling an exhausted fetch do not keep adding */
+	if (!max || __atomic_load_n(&f->next, __ATOMIC_RELAXED) >= n)
+		return 0;
+	at = __atomic_fetch_add(&f->next, max, __ATOMIC_RELAXED);
+	if (at >= n)
+		return 0;
+	*sub = f->vm->gfns + at;
+	return n - at < max ? n - at : max;
+}

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* Pure core: epoch page sets into sorted unique per-VM GFN lists. Tag: unit. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include "testlib.h"
@@ -184,6 +185,85 @@ START_TEST(memory_follows_dirty_set)
 END_TEST
 
 /* Random input against a reference computed another way: a bitmap over a small slot. */
+/* Sublists claimed by four threads at once: every page exactly once, in order within a claim. */
+#define FETCH_PAGES	100003
+#define FETCH_THREADS	4
+
+struct fetcher {
+	struct dt_fetch *f;
+	size_t max;
+	unsigned char *seen;	/* shared; each index must be claimed once */
+	size_t claims, pages;
+	bool bad;
+};
+
+static void *fetch_worker(void *arg)
+{
+	struct fetcher *w = arg;
+	const struct dt_gfn *sub;
+	size_t n;
+
+	while ((n = dt_fetch__next(w->f, w->max, &sub))) {
+		size_t at = sub - w->f->vm->gfns;
+
+		if (n > w->max || at + n > w->f->vm->nr_gfns)
+			w->bad = true;
+		for (size_t i = 0; i < n; i++) {
+			if (sub[i].gfn != (at + i) * 3)
+				w->bad = true;
+			__atomic_fetch_add(&w->seen[at + i], 1, __ATOMIC_RELAXED);
+		}
+		w->claims++;
+		w->pages += n;
+	}
+	return NULL;
+}
+
+START_TEST(sublists_from_threads)
+{
+	struct dt_epoch_vm vm = { .nr_gfns = FETCH_PAGES };
+	struct fetcher w[FETCH_THREADS];
+	pthread_t th[FETCH_THREADS];
+	const struct dt_gfn *sub;
+	size_t total = 0, claims = 0;
+	unsigned char *seen;
+	struct dt_fetch f;
+
+	vm.gfns = calloc(FETCH_PAGES, sizeof(*vm.gfns));
+	seen = calloc(FETCH_PAGES, 1);
+	ck_assert(vm.gfns && seen);
+	for (size_t i = 0; i < FETCH_PAGES; i++)
+		vm.gfns[i].gfn = i * 3;
+	dt_fetch__init(&f, &vm);
+	ck_assert_uint_eq(dt_fetch__next(&f, 0, &sub), 0);	/* max 0 claims nothing */
+	for (int i = 0; i < FETCH_THREADS; i++) {
+		w[i] = (struct fetcher){ .f = &f, .max = 97 + i, .seen = seen };
+		ck_assert_int_eq(pthread_create(&th[i], NULL, fetch_worker, &w[i]), 0);
+	}
+	for (int i = 0; i < FETCH_THREADS; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_msg(!w[i].bad, "thread %d got a bad sublist", i);
+		total += w[i].pages;
+		claims += w[i].claims;
+	}
+	ck_assert_uint_eq(total, FETCH_PAGES);
+	for (size_t i = 0; i < FETCH_PAGES; i++)
+		ck_assert_msg(seen[i] == 1, "page %zu claimed %d times", i, seen[i]);
+	ck_assert_uint_ge(claims, FETCH_PAGES / (97 + FETCH_THREADS));
+	/* exhausted stays exhausted */
+	ck_assert_uint_eq(dt_fetch__next(&f, 10, &sub), 0);
+	ck_assert_ptr_null(sub);
+	/* an empty VM list, and a fresh fetch of the same list gives it whole again */
+	dt_fetch__init(&f, &(struct dt_epoch_vm){});
+	ck_assert_uint_eq(dt_fetch__next(&f, 10, &sub), 0);
+	dt_fetch__init(&f, &vm);
+	ck_assert_uint_eq(dt_fetch__next(&f, FETCH_PAGES * 2, &sub), FETCH_PAGES);
+	ck_assert_ptr_eq(sub, vm.gfns);
+	free(seen);
+	free(vm.gfns);
+}
+END_TEST
+
 START_TEST(random_against_reference)
 {
 	uint64_t seed = 1000 + _i;
@@ -230,6 +310,7 @@ int main(void)
 	tcase_add_test(core, resolve_sort_and_split_vms);
 	tcase_add_test(core, empty_epoch);
 	tcase_add_test(core, dedup_word_bits);
+	tcase_add_test(core, sublists_from_threads);
 	tcase_add_loop_test(core, random_against_reference, 0, 50);
 	tcase_add_test(limits, memory_follows_dirty_set);
 	suite_add_tcase(s, core);

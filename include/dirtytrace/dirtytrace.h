@@ -173,6 +173,21 @@ DT_API int dt_tracer__cut(struct dt_tracer *t, struct dt_epoch **out);
 DT_API void dt_epoch__free(struct dt_epoch *e);
 DT_API const struct dt_epoch_vm *dt_epoch__vm(const struct dt_epoch *e, pid_t pid);
 
+/*
+ * Bounded sublists of one VM's list, fetched by several threads at once (what the Stratus
+ * series' KVM_MT_SUBLIST_FETCH was for: copy threads each take the next chunk). Each call claims
+ * the next at most max pages; no page is given twice, and together the calls give the whole list
+ * in order. Lock-free (one atomic add per call); the epoch must outlive the fetch.
+ */
+struct dt_fetch {
+	const struct dt_epoch_vm *vm;
+	size_t next;		/* first unclaimed index (atomic) */
+};
+
+DT_API void dt_fetch__init(struct dt_fetch *f, const struct dt_epoch_vm *vm);
+/* Points *sub at the claimed pages and returns how many: 0 when the list is exhausted. */
+DT_API size_t dt_fetch__next(struct dt_fetch *f, size_t max, const struct dt_gfn **sub);
+
 struct dt_stats {
 	uint64_t raw;		/* dirtying events seen by the page source */
 	uint64_t unique;	/* pages emitted: first in their epoch */
