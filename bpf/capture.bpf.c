@@ -78,7 +78,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
 	__type(key, struct dt_epoch_key);
-	__type(value, __u64);
+	__type(value, struct dt_vm_count);
 } vm_pages SEC(".maps");
 
 /* Write faults per VMM tgid (fault tracepoints carry no struct kvm). */
@@ -168,8 +168,9 @@ static __always_inline bool submit_event(const struct dt_event *tmpl, __u64 rb_f
  */
 static __always_inline void count_for_trigger(__u64 kvm, __u32 tgid, __s32 vcpu, __u32 ep)
 {
-	__u64 want = *(volatile __u64 *)&trigger_pages, zero = 0, *n;
+	__u64 want = *(volatile __u64 *)&trigger_pages, count;
 	struct dt_epoch_key key = { .kvm = kvm, .epoch = ep };
+	struct dt_vm_count zero = {}, *n;
 
 	/* counted with or without a trigger: one set mid-epoch must see the whole epoch */
 	n = bpf_map_lookup_elem(&vm_pages, &key);
@@ -179,12 +180,17 @@ static __always_inline void count_for_trigger(__u64 kvm, __u32 tgid, __s32 vcpu,
 		if (!n)
 			return;
 	}
-	if (__sync_fetch_and_add(n, 1) + 1 != want || !want)
+	count = __sync_fetch_and_add(&n->pages, 1) + 1;
+	/*
+	 * At the first page at or past the count, once per VM and epoch: a trigger armed after
+	 * the VM passed the count fires at its next page (the cmpxchg picks one vCPU).
+	 */
+	if (!want || count < want || __sync_val_compare_and_swap(&n->fired, 0, 1))
 		return;
 	if (trigger_stop)
 		bpf_send_signal(19 /* SIGSTOP */);
 	/* lost to a full ring buffer, it is not missed: the waiter also polls the count */
-	submit_event(&(struct dt_event){ .kvm = kvm, .offset = want, .gfn = DT_GFN_UNKNOWN,
+	submit_event(&(struct dt_event){ .kvm = kvm, .offset = count, .gfn = DT_GFN_UNKNOWN,
 					 .tgid = tgid, .vcpu = vcpu, .epoch = ep,
 					 .flags = DT_EV_TRIGGER }, BPF_RB_FORCE_WAKEUP);
 }

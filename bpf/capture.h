@@ -37,6 +37,12 @@ struct dt_epoch_key {
 	__u32 pad;
 };
 
+struct dt_vm_count {
+	__u64 pages;
+	__u32 fired;		/* the trigger fired for this VM in this epoch */
+	__u32 pad;
+};
+
 /*
  * One dirtied page, the same for every source. 48 bytes, zeroed before it is filled.
  * slot is KVM's memslot id and as_id its address space; offset is the page index in the slot.

@@ -163,10 +163,10 @@ int dt_tracer__set_trigger(struct dt_tracer *t, uint64_t pages, bool stop_vmm)
 uint64_t dt_tracer__epoch_pages(const struct dt_tracer *t, uint64_t kvm)
 {
 	struct dt_epoch_key key = { .kvm = kvm, .epoch = t->epoch };
-	__u64 n = 0;
+	struct dt_vm_count n = {};
 
 	bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.vm_pages), &key, &n);
-	return n;
+	return n.pages;
 }
 
 int dt_tracer__quiesce(struct dt_tracer *t)
@@ -181,23 +181,42 @@ int dt_tracer__resume(pid_t pid)
 	return kill(pid, SIGCONT) ? -errno : 0;
 }
 
-/* Whether some watched VM's kernel count reached the trigger (its record may have been dropped). */
+static pid_t pid_of(const struct dt_tracer *t, uint64_t kvm)
+{
+	for (size_t i = 0; t->vms && i < t->vms->n; i++)
+		if (t->vms->vms[i].kvm == kvm)
+			return t->vms->vms[i].pid;
+	return 0;
+}
+
+/*
+ * Whether some watched VM's kernel count reached the trigger: its record may have been dropped,
+ * or it reached the count and went idle before the trigger was armed. In that last case no page
+ * fired the trigger in the kernel, so the VMM to stop is stopped from here.
+ */
 static bool count_reached(struct dt_tracer *t)
 {
 	int fd = bpf_map__fd(t->skel->maps.vm_pages);
 	uint64_t want = t->skel->bss->trigger_pages;
 	struct dt_epoch_key key, next;
+	struct dt_vm_count n;
 	void *prev = NULL;
-	__u64 n;
 
 	while (!bpf_map_get_next_key(fd, prev, &next)) {
 		key = next;
 		prev = &key;
-		if (key.epoch == t->epoch && !bpf_map_lookup_elem(fd, &key, &n) && n >= want) {
-			t->trigger_fired = true;
-			t->trigger = (struct dt_trigger){ .kvm = key.kvm, .woke_ns = dt_now_ns() };
-			return true;
-		}
+		if (key.epoch != t->epoch || bpf_map_lookup_elem(fd, &key, &n) || n.pages < want)
+			continue;
+		t->trigger_fired = true;
+		t->trigger = (struct dt_trigger){ .kvm = key.kvm, .pid = pid_of(t, key.kvm),
+						  .woke_ns = dt_now_ns() };
+		/*
+		 * Not written back to the map (that would race with the kernel's count): a page
+		 * racing in now may stop the VMM too, and a second SIGSTOP changes nothing.
+		 */
+		if (!n.fired && t->skel->bss->trigger_stop && t->trigger.pid)
+			kill(t->trigger.pid, SIGSTOP);
+		return true;
 	}
 	return false;
 }

@@ -118,6 +118,8 @@ static int configure(struct dt_tracer *t, struct capture *skel, const struct dt_
 	skel->rodata->filter_slot = o->filter_slot ?
 		((uint32_t)o->slot_as_id << 16) | o->slot_id : DT_SLOT_ANY;
 	skel->rodata->page_source = src;
+	skel->bss->trigger_pages = o->trigger_pages;
+	skel->bss->trigger_stop = o->trigger_stop;
 
 	err = bpf_map__set_max_entries(skel->maps.events, rb);
 	err = err ?: bpf_map__set_max_entries(skel->maps.dedup0, words);

@@ -19,49 +19,6 @@
 
 #define TRIGGER 500
 
-/* A VMM that dirties random pages of a 64 MiB slot until killed. */
-static pid_t start_vmm(int vcpus)
-{
-	int sync[2];
-	pid_t pid;
-	char c;
-
-	ck_assert_int_eq(pipe(sync), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (!pid) {
-		struct tvm_opts o = { .nr_vcpus = vcpus, .ring_entries = 4096 };
-		struct tvm *vm = tvm_create(&o);
-		static uint64_t list[2][3000];
-		const uint64_t *lists[2] = { list[0], list[1] };
-		size_t n[2] = { 3000, 3000 };
-		struct tvm_pages p = {};
-		uint64_t seed = 5;
-
-		if (!vm || tvm_add_slot(vm, 1, 16 << 20, 64 << 20, true))
-			_exit(1);
-		if (write(sync[1], "x", 1) != 1)
-			_exit(1);
-		for (uint32_t it = 0;; it++) {
-			for (int v = 0; v < vcpus; v++)
-				tvm_pattern_random(list[v], n[v], 16 << 20, 64 << 20, &seed);
-			tvm_run_epoch(vm, lists, n, it);
-			tvm_pages_clear(&p);
-			tvm_harvest(vm, &p);	/* like a VMM: the ring keeps moving */
-		}
-	}
-	ck_assert_int_eq(read(sync[0], &c, 1), 1);
-	close(sync[0]);
-	close(sync[1]);
-	return pid;
-}
-
-static void stop_vmm(pid_t pid)
-{
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-}
-
 static char proc_state(pid_t pid)
 {
 	char path[64], buf[512], *p;
@@ -106,7 +63,7 @@ START_TEST(wakes_at_n_pages)
 	uint64_t lat[20];
 
 	NEED_KVM();
-	vmm = start_vmm(1);
+	vmm = dt_test_writer_vmm(1);
 	t = open_for(vmm);
 	dt_tracer__set_trigger(t, TRIGGER, false);
 	for (int i = 0; i < 20; i++) {
@@ -130,7 +87,7 @@ START_TEST(wakes_at_n_pages)
 	printf("trigger at %d pages: wake latency median %.1f us, max %.1f us (20 epochs)\n",
 	       TRIGGER, lat[10] / 1e3, lat[19] / 1e3);
 	dt_tracer__close(t);
-	stop_vmm(vmm);
+	dt_test_kill(vmm);
 }
 END_TEST
 
@@ -140,7 +97,7 @@ static void stop_test(int vcpus)
 	struct dt_tracer *t;
 	pid_t vmm;
 
-	vmm = start_vmm(vcpus);
+	vmm = dt_test_writer_vmm(vcpus);
 	t = open_for(vmm);
 	dt_tracer__set_trigger(t, TRIGGER, true);
 	for (int i = 0; i < 10; i++) {
@@ -172,7 +129,7 @@ static void stop_test(int vcpus)
 	printf("stop at %d pages: overshoot median %llu, max %llu pages (10 stops, %d vCPU)\n",
 	       TRIGGER, (unsigned long long)over[5], (unsigned long long)over[9], vcpus);
 	dt_tracer__close(t);
-	stop_vmm(vmm);
+	dt_test_kill(vmm);
 }
 
 START_TEST(stops_the_vmm)
@@ -187,6 +144,41 @@ START_TEST(stops_the_vmm_2vcpu)
 {
 	NEED_KVM();
 	stop_test(2);
+}
+END_TEST
+
+/* Armed while the VM is already past the count: it fires (and stops the VMM) at once. */
+START_TEST(armed_past_the_count)
+{
+	const struct dt_vm *vm;
+	struct dt_trigger tr;
+	struct dt_tracer *t;
+	uint64_t count;
+	char st = '?';
+	pid_t vmm;
+
+	NEED_KVM();
+	vmm = dt_test_writer_vmm(1);
+	t = open_for(vmm);
+	vm = dt_vm_list__find(dt_tracer__vms(t), vmm);
+	ck_assert_ptr_nonnull(vm);
+	for (int w = 0; w < 500 && dt_tracer__epoch_pages(t, vm->kvm) < 2 * TRIGGER; w++) {
+		usleep(10000);
+		dt_tracer__poll(t, 0);
+	}
+	ck_assert_int_eq(dt_tracer__set_trigger(t, TRIGGER, true), 0);
+	ck_assert_int_eq(dt_tracer__wait_trigger(t, 10000, &tr), 0);
+	ck_assert_int_eq(tr.pid, vmm);
+	for (int w = 0; w < 100 && (st = proc_state(vmm)) != 'T'; w++)
+		usleep(10000);
+	ck_assert_msg(st == 'T', "VMM state %c, want stopped", st);
+	count = dt_tracer__epoch_pages(t, tr.kvm);
+	ck_assert_uint_ge(count, 2 * TRIGGER);
+	usleep(100000);
+	ck_assert_uint_eq(dt_tracer__epoch_pages(t, tr.kvm), count);
+	ck_assert_int_eq(dt_tracer__resume(vmm), 0);
+	dt_tracer__close(t);
+	dt_test_kill(vmm);
 }
 END_TEST
 
@@ -205,7 +197,7 @@ START_TEST(quiesce_and_timeout)
 	pid_t vmm;
 
 	NEED_KVM();
-	vmm = start_vmm(1);
+	vmm = dt_test_writer_vmm(1);
 	t = open_for(vmm);
 	dt_tracer__set_trigger(t, 1ull << 40, false);	/* never reached */
 	ck_assert_int_eq(dt_tracer__wait_trigger(t, 100, &tr), -ETIMEDOUT);
@@ -213,7 +205,7 @@ START_TEST(quiesce_and_timeout)
 	ck_assert_int_eq(dt_tracer__wait_trigger(t, 10000, &tr), -ECANCELED);
 	pthread_join(th, NULL);
 	dt_tracer__close(t);
-	stop_vmm(vmm);
+	dt_test_kill(vmm);
 }
 END_TEST
 
@@ -227,6 +219,7 @@ int main(void)
 	tcase_add_test(tc, stops_the_vmm);
 	tcase_add_test(tc, stops_the_vmm_2vcpu);
 	tcase_add_test(tc, quiesce_and_timeout);
+	tcase_add_test(tc, armed_past_the_count);
 	suite_add_tcase(s, tc);
 	return dt_test_main(s, "trigger");
 }

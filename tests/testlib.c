@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/wait.h>
 #include "testlib.h"
+#include "vmm.h"
 
 /* Forked tests append here; the parent counts lines after the run. */
 static char skip_path[] = "/tmp/dt-skips-XXXXXX";
@@ -79,4 +82,53 @@ int dt_test_main(Suite *s, const char *name)
 	printf("RESULT %s passed %d failed %d skipped %d\n", name, run - failed - skipped, failed,
 	       skipped);
 	return failed ? 1 : 0;
+}
+
+int dt_test_writer_vmm(int vcpus)
+{
+	int sync[2];
+	pid_t pid;
+	char c;
+
+	ck_assert_int_eq(pipe(sync), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (!pid) {
+		struct tvm_opts o = { .nr_vcpus = vcpus, .ring_entries = 4096 };
+		struct tvm *vm = tvm_create(&o);
+		static uint64_t list[TVM_MAX_VCPUS][3000];
+		const uint64_t *lists[TVM_MAX_VCPUS];
+		size_t n[TVM_MAX_VCPUS];
+		struct tvm_pages p = {};
+		uint64_t seed = 5;
+
+		if (!vm || vcpus > TVM_MAX_VCPUS ||
+		    tvm_add_slot(vm, 1, DT_WRITER_GPA, DT_WRITER_SIZE, true))
+			_exit(1);
+		for (int v = 0; v < vcpus; v++) {
+			lists[v] = list[v];
+			n[v] = 3000;
+		}
+		if (write(sync[1], "x", 1) != 1)
+			_exit(1);
+		for (uint32_t it = 0;; it++) {
+			for (int v = 0; v < vcpus; v++)
+				tvm_pattern_random(list[v], n[v], DT_WRITER_GPA, DT_WRITER_SIZE,
+						   &seed);
+			if (tvm_run_epoch(vm, lists, n, it))
+				_exit(2);
+			tvm_pages_clear(&p);
+			tvm_harvest(vm, &p);	/* like a VMM: the ring keeps moving */
+		}
+	}
+	close(sync[1]);
+	ck_assert_msg(read(sync[0], &c, 1) == 1, "the writer VMM did not start");
+	close(sync[0]);
+	return pid;
+}
+
+void dt_test_kill(int pid)
+{
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
 }

@@ -16,6 +16,17 @@ void dt_test_skip(const char *test, const char *fmt, ...) __attribute__((format(
 const char *dt_test_need_root(void);
 const char *dt_test_need_kvm(void);
 
+/*
+ * A child VMM (tests/vmm.h) whose vCPUs write their epoch number into random pages of a 64 MiB
+ * slot at GPA 16 MiB, harvesting its dirty ring between epochs like a VMM does, until killed.
+ * Returns once the VM exists; fails the test if it cannot start.
+ */
+#define DT_WRITER_GPA	(16ULL << 20)
+#define DT_WRITER_SIZE	(64ULL << 20)
+int dt_test_writer_vmm(int vcpus);
+/* SIGKILL and reap. */
+void dt_test_kill(int pid);
+
 /* Runs the suite, prints "RESULT <suite> passed N failed N skipped N"; exit status for main. */
 int dt_test_main(Suite *s, const char *name);
 

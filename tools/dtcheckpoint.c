@@ -29,7 +29,9 @@
 #include <argp.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,10 +47,18 @@
 #define CKPT_PAGE		4096ULL
 /* Full copy bounce buffer: big enough for few syscalls, small enough to stay in cache. */
 #define CKPT_CHUNK_PAGES	256
+/* Copy threads claim the list in sublists of this many pages (dt_fetch) ... */
+#define CKPT_SUBLIST		512
+/* ... and are started only for lists long enough to give each a few. */
+#define CKPT_PARALLEL_MIN	(4 * CKPT_SUBLIST)
+#define CKPT_MAX_THREADS	16
 
 struct ckpt_opts {
 	size_t ringbuf_bytes;		/* BPF ring buffer, power of two >= 4096; 0: default */
+	uint64_t trigger_pages;		/* checkpoint trigger armed from the first page; 0: off */
+	bool trigger_stop;
 	const char *replica_dir;	/* NULL: anonymous replica; else sparse files in this dir */
+	unsigned int threads;		/* copy threads per cycle, 1..CKPT_MAX_THREADS; 0: 1 */
 };
 
 struct ckpt_stats {
@@ -61,6 +71,7 @@ struct ckpt_stats {
 	uint64_t syscalls;	/* process_vm_readv calls */
 	uint64_t cut_ns;	/* dt_tracer__cut */
 	uint64_t copy_ns;	/* the copies */
+	unsigned int threads;	/* copy threads that ran */
 };
 
 struct ckpt_slot {
@@ -73,6 +84,22 @@ struct ckpt_slot {
 	int fd;			/* replica file, -1 when anonymous */
 };
 
+/* A batch of page copies for one process_vm_readv (adjacent pages merged): one per thread. */
+struct ckpt_batch {
+	struct iovec local[IOV_MAX];
+	struct iovec remote[IOV_MAX];
+	size_t n;
+};
+
+struct ckpt_worker {
+	struct ckpt *c;
+	struct dt_fetch *fetch;
+	struct ckpt_batch batch;
+	struct ckpt_stats st;
+	pthread_t thread;
+	int ret;
+};
+
 struct ckpt {
 	pid_t pid;
 	uint64_t kvm;		/* which VM of pid: a VMM may hold several */
@@ -80,9 +107,8 @@ struct ckpt {
 	struct dt_tracer *tracer;
 	size_t nr_slots;
 	struct ckpt_slot *slots;	/* sorted by (as_id, base_gfn), as discovery gives them */
-	struct iovec local[IOV_MAX];
-	struct iovec remote[IOV_MAX];
-	size_t niov;
+	unsigned int threads;
+	struct ckpt_worker *workers;	/* threads of them; workers[0] runs on the caller's thread */
 	uint64_t full_pages;	/* pages the full copy read */
 	uint64_t full_nonzero;	/* of them, non-zero pages (the replica's resident part) */
 	uint64_t full_unreadable;
@@ -182,6 +208,7 @@ void ckpt_close(struct ckpt *c)
 			close(s->fd);
 	}
 	free(c->slots);
+	free(c->workers);
 	free(c);
 }
 
@@ -241,6 +268,16 @@ struct ckpt *ckpt_open2(pid_t pid, const struct ckpt_opts *opts, char *err, size
 		return NULL;
 	}
 	c->pid = pid;
+	c->threads = opts && opts->threads ? opts->threads : 1;
+	if (c->threads > CKPT_MAX_THREADS)
+		c->threads = CKPT_MAX_THREADS;
+	c->workers = calloc(c->threads, sizeof(*c->workers));
+	if (!c->workers) {
+		ckpt_err(err, errsz, "out of memory");
+		free(c);
+		errno = ENOMEM;
+		return NULL;
+	}
 	ckpt_comm(pid, c->comm, sizeof(c->comm));
 	ret = dt_vms__discover(&list);
 	if (ret) {
@@ -277,6 +314,8 @@ struct ckpt *ckpt_open2(pid_t pid, const struct ckpt_opts *opts, char *err, size
 	}
 	to.pids = &pid;
 	to.ringbuf_bytes = opts ? opts->ringbuf_bytes : 0;
+	to.trigger_pages = opts ? opts->trigger_pages : 0;
+	to.trigger_stop = opts && opts->trigger_stop;
 	c->tracer = dt_tracer__open(&to);
 	if (!c->tracer) {
 		ret = -errno;
@@ -409,24 +448,24 @@ static struct ckpt_slot *ckpt_find_slot(struct ckpt *c, uint16_t as_id, uint16_t
 	return NULL;
 }
 
-static int ckpt_flush(struct ckpt *c, struct ckpt_stats *st)
+static int ckpt_flush(const struct ckpt *c, struct ckpt_batch *b, struct ckpt_stats *st)
 {
-	int ret = ckpt_readv(c->pid, c->local, c->remote, c->niov, &st->unreadable,
-			     &st->syscalls);
+	int ret = ckpt_readv(c->pid, b->local, b->remote, b->n, &st->unreadable, &st->syscalls);
 
-	c->niov = 0;
+	b->n = 0;
 	return ret;
 }
 
 /* Queues one page; a page right after the previous one in the same slot extends its iovec. */
-static int ckpt_queue(struct ckpt *c, struct ckpt_slot *s, uint64_t off, struct ckpt_stats *st)
+static int ckpt_queue(const struct ckpt *c, struct ckpt_batch *b, struct ckpt_slot *s, uint64_t off,
+		      struct ckpt_stats *st)
 {
 	void *dst = s->replica + off * CKPT_PAGE;
 	void *src = (void *)(uintptr_t)(s->uaddr + off * CKPT_PAGE);
 	int ret;
 
-	if (c->niov) {
-		struct iovec *l = &c->local[c->niov - 1], *r = &c->remote[c->niov - 1];
+	if (b->n) {
+		struct iovec *l = &b->local[b->n - 1], *r = &b->remote[b->n - 1];
 
 		if ((char *)l->iov_base + l->iov_len == dst &&
 		    (char *)r->iov_base + r->iov_len == src) {
@@ -435,11 +474,11 @@ static int ckpt_queue(struct ckpt *c, struct ckpt_slot *s, uint64_t off, struct 
 			return 0;
 		}
 	}
-	if (c->niov == IOV_MAX && (ret = ckpt_flush(c, st)))
+	if (b->n == IOV_MAX && (ret = ckpt_flush(c, b, st)))
 		return ret;
-	c->local[c->niov] = (struct iovec){ dst, CKPT_PAGE };
-	c->remote[c->niov] = (struct iovec){ src, CKPT_PAGE };
-	c->niov++;
+	b->local[b->n] = (struct iovec){ dst, CKPT_PAGE };
+	b->remote[b->n] = (struct iovec){ src, CKPT_PAGE };
+	b->n++;
 	return 0;
 }
 
@@ -452,13 +491,50 @@ static const struct dt_epoch_vm *ckpt_epoch_vm(const struct ckpt *c, const struc
 }
 
 /*
- * One checkpoint cycle: cut the epoch, copy every page the VM dirtied in it into the replica.
- * Returns 0 or -errno (-ESRCH: the VMM is gone).
+ * Copies the sublists this worker claims until the list is exhausted. The slots are only read
+ * here and each page is claimed once, so workers need no lock: they write disjoint replica pages.
+ */
+static void *ckpt_copy(void *arg)
+{
+	struct ckpt_worker *w = arg;
+	struct ckpt_stats *st = &w->st;
+	struct ckpt_slot *s = NULL;
+	const struct dt_gfn *sub;
+	size_t n;
+
+	w->ret = 0;
+	w->batch.n = 0;
+	while (!w->ret && (n = dt_fetch__next(w->fetch, CKPT_SUBLIST, &sub))) {
+		for (size_t i = 0; i < n && !w->ret; i++) {
+			const struct dt_gfn *g = &sub[i];
+
+			/* sorted by gfn, so a slot's pages come together: one lookup per slot */
+			if (!s || s->as_id != g->as_id || s->id != g->slot)
+				s = ckpt_find_slot(w->c, g->as_id, g->slot);
+			if (!s || g->offset >= s->npages) {
+				st->skipped++;
+				continue;
+			}
+			w->ret = ckpt_queue(w->c, &w->batch, s, g->offset, st);
+			st->pages++;
+			st->recovered += g->recovered;
+		}
+	}
+	if (!w->ret && w->batch.n)
+		w->ret = ckpt_flush(w->c, &w->batch, st);
+	return NULL;
+}
+
+/*
+ * One checkpoint cycle: cut the epoch, copy every page the VM dirtied in it into the replica,
+ * with the opened number of threads when the list is long. Returns 0 or -errno (-ESRCH: the
+ * VMM is gone).
  */
 int ckpt_cycle(struct ckpt *c, struct ckpt_stats *st)
 {
+	unsigned int nw = 1, started = 1;
 	const struct dt_epoch_vm *vm;
-	struct ckpt_slot *s = NULL;
+	struct dt_fetch fetch;
 	struct dt_epoch *e;
 	uint64_t t0, t1;
 	int ret;
@@ -472,28 +548,113 @@ int ckpt_cycle(struct ckpt *c, struct ckpt_stats *st)
 	st->cut_ns = t1 - t0;
 	st->seq = e->seq;
 	vm = ckpt_epoch_vm(c, e);
-	c->niov = 0;
-	for (size_t i = 0; vm && i < vm->nr_gfns && !ret; i++) {
-		const struct dt_gfn *g = &vm->gfns[i];
-
-		/* sorted by gfn, so a slot's pages come together: one lookup per slot */
-		if (!s || s->as_id != g->as_id || s->id != g->slot)
-			s = ckpt_find_slot(c, g->as_id, g->slot);
-		if (!s || g->offset >= s->npages) {
-			st->skipped++;
-			continue;
-		}
-		ret = ckpt_queue(c, s, g->offset, st);
-		st->pages++;
-		st->recovered += g->recovered;
+	dt_fetch__init(&fetch, vm);
+	if (vm && vm->nr_gfns >= CKPT_PARALLEL_MIN)
+		nw = c->threads;
+	for (unsigned int i = 0; i < nw; i++) {
+		c->workers[i] = (struct ckpt_worker){ .c = c, .fetch = &fetch };
+		if (i && !pthread_create(&c->workers[i].thread, NULL, ckpt_copy, &c->workers[i]))
+			started++;
+		else if (i)
+			break;	/* no thread: the others take its share */
 	}
-	if (!ret && c->niov)
-		ret = ckpt_flush(c, st);
+	ckpt_copy(&c->workers[0]);
+	for (unsigned int i = 0; i < started; i++) {
+		struct ckpt_worker *w = &c->workers[i];
+
+		if (i)
+			pthread_join(w->thread, NULL);
+		ret = ret ?: w->ret;
+		st->pages += w->st.pages;
+		st->recovered += w->st.recovered;
+		st->skipped += w->st.skipped;
+		st->unreadable += w->st.unreadable;
+		st->syscalls += w->st.syscalls;
+	}
+	st->threads = started;
 	st->pages -= st->unreadable;
 	st->bytes = st->pages * CKPT_PAGE;
 	st->copy_ns = tool_now_ns() - t1;
 	dt_epoch__free(e);
 	return ret;
+}
+
+/* ---- trigger mode: cycles bounded by a dirty-page count ---- */
+
+/*
+ * From now on, a cycle is due once the VM has dirtied `pages` pages in the epoch; with stop, the
+ * BPF program stops the VMM (SIGSTOP) at that page, so the cycle copies a bounded set from a VM
+ * that is not running and the replica then equals guest memory exactly.
+ */
+int ckpt_set_trigger(struct ckpt *c, uint64_t pages, bool stop)
+{
+	return dt_tracer__set_trigger(c->tracer, pages, stop);
+}
+
+/* 1: the trigger fired, 0: timeout_ms passed first, -errno. Consumes records meanwhile. */
+int ckpt_wait(struct ckpt *c, int timeout_ms)
+{
+	struct dt_trigger tr;
+	int ret = dt_tracer__wait_trigger(c->tracer, timeout_ms, &tr);
+
+	if (ret == -ETIMEDOUT || ret == -ECANCELED)
+		return 0;
+	return ret ? ret : 1;
+}
+
+/* Task state letter of /proc/PID/task/TID/stat, '?' if unreadable. */
+static char ckpt_task_state(pid_t pid, const char *tid)
+{
+	char path[PATH_MAX], buf[256], *p;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%.32s/stat", pid, tid);
+	f = fopen(path, "r");
+	if (!f)
+		return '?';
+	p = fgets(buf, sizeof(buf), f);
+	fclose(f);
+	p = p ? strrchr(buf, ')') : NULL;
+	return p && p[1] == ' ' ? p[2] : '?';
+}
+
+/*
+ * Waits until every thread of the VMM is stopped (a SIGSTOP reaches the vCPU threads one by
+ * one: a vCPU still running would keep dirtying pages behind the cut). 0, -ETIMEDOUT, -ESRCH.
+ */
+int ckpt_wait_stopped(struct ckpt *c, int timeout_ms)
+{
+	uint64_t deadline = tool_now_ns() + timeout_ms * 1000000ULL;
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/task", c->pid);
+	for (;;) {
+		DIR *d = opendir(path);
+		struct dirent *de;
+		bool all = true;
+
+		if (!d)
+			return -ESRCH;
+		while ((de = readdir(d)))
+			if (de->d_name[0] != '.') {
+				char st = ckpt_task_state(c->pid, de->d_name);
+
+				/* T stopped, t traced; Z/X: a thread on its way out runs nothing */
+				if (st != 'T' && st != 't' && st != 'Z' && st != 'X' && st != '?')
+					all = false;
+			}
+		closedir(d);
+		if (all)
+			return 0;
+		if (tool_now_ns() > deadline)
+			return -ETIMEDOUT;
+		usleep(200);
+	}
+}
+
+int ckpt_resume(struct ckpt *c)
+{
+	return dt_tracer__resume(c->pid);
 }
 
 #ifndef DTCHECKPOINT_NO_MAIN
@@ -505,8 +666,11 @@ static struct env {
 	unsigned int interval_ms;
 	uint64_t epochs;	/* 0: until Ctrl-C */
 	const char *dir;
+	uint64_t trigger;	/* 0: cycles every interval only */
+	bool stop;
+	unsigned int threads;
 	int verbose;
-} env = { .interval_ms = 100 };
+} env = { .interval_ms = 100, .threads = 1 };
 
 static volatile sig_atomic_t exiting;
 
@@ -519,13 +683,19 @@ static const char doc[] =
 "\n"
 "EXAMPLES:\n"
 "  dtcheckpoint -p 1234 -v                # 100 ms epochs until Ctrl-C\n"
-"  dtcheckpoint -p 1234 -i 25 -n 400 -o /var/tmp/replica\n";
+"  dtcheckpoint -p 1234 -i 25 -n 400 -o /var/tmp/replica\n"
+"  dtcheckpoint -p 1234 -t 1000 --stop -j 2   # a checkpoint every 1000 dirty pages\n";
 
 static const struct argp_option opts[] = {
 	{ "pid", 'p', "PID", 0, "VMM process to replicate (required)", 0 },
 	{ "interval", 'i', "MS", 0, "Epoch length in milliseconds (default 100)", 0 },
 	{ "epochs", 'n', "N", 0, "Stop after N epochs (default: until Ctrl-C)", 0 },
 	{ "output", 'o', "DIR", 0, "Keep the replica in sparse files in DIR (and DIR/layout)", 0 },
+	{ "trigger", 't', "PAGES", 0, "Also cycle as soon as the VM has dirtied PAGES pages in the "
+	  "epoch (the interval stays the longest epoch)", 0 },
+	{ "stop", 's', NULL, 0, "With -t: stop the VMM at that page, copy, resume (a checkpoint "
+	  "of a bounded set; the replica then equals guest memory)", 0 },
+	{ "threads", 'j', "N", 0, "Copy threads for long lists (1-16, default 1)", 0 },
 	{ "verbose", 'v', NULL, 0, "A line per epoch, the sources tried (-vv: libbpf too)", 0 },
 	{},
 };
@@ -554,6 +724,19 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 	case 'o':
 		env.dir = arg;
 		break;
+	case 't':
+		env.trigger = strtoull(arg, &end, 10);
+		if (errno || *end || !env.trigger || env.trigger > (1ULL << 40))
+			argp_error(state, "invalid page count: %s", arg);
+		break;
+	case 's':
+		env.stop = true;
+		break;
+	case 'j':
+		env.threads = strtoul(arg, &end, 10);
+		if (errno || *end || !env.threads || env.threads > CKPT_MAX_THREADS)
+			argp_error(state, "invalid thread count: %s", arg);
+		break;
 	case 'v':
 		env.verbose++;
 		break;
@@ -563,6 +746,8 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 	case ARGP_KEY_END:
 		if (!env.pid)
 			argp_error(state, "missing -p PID");
+		if (env.stop && !env.trigger)
+			argp_error(state, "--stop needs -t PAGES");
 		break;
 	default:
 		return ARGP_ERR_UNKNOWN;
@@ -598,7 +783,22 @@ static void wait_epoch(struct ckpt *c, uint64_t deadline_ns)
 
 struct totals {
 	uint64_t epochs, pages, recovered, skipped, unreadable, syscalls, cut_ns, copy_ns;
+	uint64_t triggered, max_pages;
 };
+
+/* Trigger mode's wait: 1 when the VM reached the page count, 0 at the deadline or a signal. */
+static int wait_trigger(struct ckpt *c, uint64_t deadline_ns)
+{
+	uint64_t now;
+
+	while (!exiting && (now = tool_now_ns()) < deadline_ns) {
+		int ret = ckpt_wait(c, (deadline_ns - now + 999999) / 1000000);
+
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
 
 static void print_summary(const struct ckpt *c, const struct totals *t, double wall_s)
 {
@@ -616,9 +816,13 @@ static void print_summary(const struct ckpt *c, const struct totals *t, double w
 	       (unsigned long long)t->syscalls, (unsigned long long)t->recovered,
 	       (unsigned long long)st.rb_drops, (unsigned long long)t->skipped,
 	       (unsigned long long)(t->unreadable + c->full_unreadable));
-	printf(PROG ": per cycle %.1f pages, cut %.1f us + copy %.1f us: %.0f cycles/s possible\n",
-	       t->pages / n, t->cut_ns / 1e3 / n, t->copy_ns / 1e3 / n,
-	       busy_s > 0 ? t->epochs / busy_s : 0.0);
+	printf(PROG ": per cycle %.1f pages (at most %llu), cut %.1f us + copy %.1f us: %.0f "
+	       "cycles/s possible\n", t->pages / n, (unsigned long long)t->max_pages,
+	       t->cut_ns / 1e3 / n, t->copy_ns / 1e3 / n, busy_s > 0 ? t->epochs / busy_s : 0.0);
+	if (env.trigger)
+		printf(PROG ": %llu of %llu cycles triggered at %llu pages%s\n",
+		       (unsigned long long)t->triggered, (unsigned long long)t->epochs,
+		       (unsigned long long)env.trigger, env.stop ? " with the VMM stopped" : "");
 }
 
 static int run(struct ckpt *c)
@@ -629,15 +833,27 @@ static int run(struct ckpt *c)
 	int ret = 0;
 
 	while (!exiting && (!env.epochs || tot.epochs < env.epochs)) {
+		bool fired = false;
+
 		deadline += env.interval_ms * 1000000ULL;
-		wait_epoch(c, deadline);
+		if (env.trigger)
+			fired = wait_trigger(c, deadline) > 0;
+		else
+			wait_epoch(c, deadline);
+		if (fired && env.stop && ckpt_wait_stopped(c, 5000) == -ETIMEDOUT)
+			fprintf(stderr, PROG ": the VMM's threads did not all stop within 5 s; "
+				"copying anyway, the next cycle catches up\n");
 		ret = ckpt_cycle(c, &st);
+		if (fired && env.stop)
+			ckpt_resume(c);
 		if (ret) {
 			fprintf(stderr, PROG ": %s\n",
 				ret == -ESRCH ? "the VMM exited" : strerror(-ret));
 			break;
 		}
 		tot.epochs++;
+		tot.triggered += fired;
+		tot.max_pages = st.pages > tot.max_pages ? st.pages : tot.max_pages;
 		tot.pages += st.pages;
 		tot.recovered += st.recovered;
 		tot.skipped += st.skipped;
@@ -646,14 +862,15 @@ static int run(struct ckpt *c)
 		tot.cut_ns += st.cut_ns;
 		tot.copy_ns += st.copy_ns;
 		if (env.verbose)
-			printf("epoch %llu: %llu pages (%llu KiB), %llu recovered, %llu skipped, "
+			printf("epoch %llu%s: %llu pages (%llu KiB), %llu recovered, %llu skipped, "
 			       "cut %llu us, copy %llu us\n", (unsigned long long)st.seq,
+			       fired ? (env.stop ? " (triggered, VMM stopped)" : " (triggered)") : "",
 			       (unsigned long long)st.pages, (unsigned long long)st.bytes >> 10,
 			       (unsigned long long)st.recovered, (unsigned long long)st.skipped,
 			       (unsigned long long)st.cut_ns / 1000,
 			       (unsigned long long)st.copy_ns / 1000);
-		/* a slow cycle must not make the next epochs short to catch up */
-		if (tool_now_ns() > deadline)
+		/* a slow cycle, or a triggered one, starts the next epoch's full interval now */
+		if (fired || tool_now_ns() > deadline)
 			deadline = tool_now_ns();
 	}
 	print_summary(c, &tot, (tool_now_ns() - start) / 1e9);
@@ -683,6 +900,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	o.replica_dir = env.dir;
+	o.threads = env.threads;
+	/* armed from the tracer's first page: epoch 0, the full copy's, is bounded too */
+	o.trigger_pages = env.trigger;
+	o.trigger_stop = env.stop;
 	c = ckpt_open2(env.pid, &o, err, sizeof(err));
 	if (!c) {
 		fprintf(stderr, PROG ": %s\n", err);
@@ -704,6 +925,12 @@ int main(int argc, char **argv)
 			c->nr_slots, (unsigned long long)c->full_pages,
 			(unsigned long long)c->full_nonzero);
 	ret = run(c);
+	if (env.trigger) {
+		ckpt_set_trigger(c, 0, false);
+		/* a trigger that fired after the last cycle left the VMM stopped: that stop was ours */
+		if (env.stop)
+			ckpt_resume(c);
+	}
 	ckpt_close(c);
 	return ret;
 }

@@ -106,6 +106,8 @@ struct dt_tracer_opts {
 	unsigned int sources;	/* mask of 1 << DT_SOURCE_*, tried best first; 0: all */
 	size_t ringbuf_bytes;	/* BPF ring buffer, power of two >= 4096; 0: 4 MiB */
 	uint32_t dedup_words;	/* entries per dedup map (64 pages each); 0: 65536 */
+	uint64_t trigger_pages;	/* checkpoint trigger armed from the first page (see */
+	bool trigger_stop;	/* dt_tracer__set_trigger, which arms it later); 0: off */
 };
 
 struct dt_tracer;
@@ -230,6 +232,9 @@ DT_API int dt_tracer__ring_views(const struct dt_tracer *t, struct dt_ring_view 
  * page that reached the count: a checkpointer then copies a bounded set. The vCPUs already in
  * flight finish the instruction they are in, so the epoch may hold a few pages more than asked
  * (the overshoot, measured in tests/check_trigger). Resuming the VMM is the caller's call.
+ * It fires once per VM and epoch. Armed while a VM is already past the count, it fires at that
+ * VM's next page, or, if the VM writes nothing more, from dt_tracer__wait_trigger, which then
+ * sends the SIGSTOP itself. To bound the very first epoch too, arm it in dt_tracer_opts.
  */
 DT_API int dt_tracer__set_trigger(struct dt_tracer *t, uint64_t pages, bool stop_vmm);
 
