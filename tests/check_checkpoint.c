@@ -303,15 +303,15 @@ START_TEST(cycle_rate)
 
 	if (why)
 		DT_SKIP("%s", why);
-	fx_open(&f, 2, 7500, 0, 2);
+	fx_open(&f, 2, 9000, 0, 2);
 	f.c->threads = 1;
 	rate(&f, 100, 200, &iter);
 	rate(&f, 1000, 50, &iter);
-	/* 15,000 random writes over 20,480 pages: about 10,500 distinct pages a cycle */
+	/* 18,000 random writes, half in each slot: about 10,000 distinct pages a cycle */
 	f.wide = true;
-	rate(&f, 15000, 10, &iter);
+	rate(&f, 18000, 10, &iter);
 	f.c->threads = 2;
-	rate(&f, 15000, 10, &iter);
+	rate(&f, 18000, 10, &iter);
 	for (int i = 0; i < NR_SLOTS; i++)
 		check_slot(&f, i, iter);
 	fx_close(&f);
