@@ -135,6 +135,7 @@ static int build_vm(const struct dt_page_rec *u, size_t n, const struct dt_vm_li
 		g->slot = u[i].slot;
 		g->offset = u[i].offset;
 		g->vcpu = u[i].vcpu;
+		g->ts = u[i].ts;
 		g->recovered = u[i].recovered;
 		g->gfn = u[i].gfn;
 		if (g->gfn == DT_GFN_NONE) {

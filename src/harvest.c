@@ -53,8 +53,8 @@ int dt_harvest_record(void *ctx, void *data, size_t size)
 	}
 	t->records++;
 	r = (struct dt_page_rec){
-		.kvm = e->kvm, .offset = e->offset, .gfn = e->gfn, .pid = e->tgid, .vcpu = e->vcpu,
-		.as_id = e->as_id, .slot = e->slot,
+		.kvm = e->kvm, .offset = e->offset, .gfn = e->gfn, .ts = e->ts, .pid = e->tgid,
+		.vcpu = e->vcpu, .as_id = e->as_id, .slot = e->slot,
 	};
 	if (r.gfn == DT_GFN_NONE && !t->need_refresh && !slot_known(t, r.kvm, r.as_id, r.slot))
 		t->need_refresh = true;

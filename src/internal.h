@@ -34,6 +34,7 @@ struct dt_page_rec {
 	uint64_t kvm;
 	uint64_t offset;
 	uint64_t gfn;		/* DT_GFN_NONE: resolve from the slot table */
+	uint64_t ts;		/* the kernel's timestamp of the record, 0 when recovered */
 	uint32_t seq;		/* arrival order: the first record of a page wins */
 	pid_t pid;		/* 0 when unknown (recovered) */
 	int32_t vcpu;

@@ -24,8 +24,10 @@
 #define FILE_MAGIC	"DTTRACE"	/* 8 bytes with the NUL */
 #define BLOCK_MAGIC	0x4b425444u	/* "DTBK" */
 #define BLOCK_EPOCH	1
+#define BLOCK_EVENTS	2	/* an epoch whose pages carry their first write's timestamp */
 #define SLOT_BYTES	32
 #define GFN_BYTES	16
+#define EVENT_BYTES	24	/* GFN_BYTES, then u64 ts */
 #define EPOCH_FIXED	48
 #define HEADER_FIXED	(4 * 4 + 8 * 2 + 4 * 3 + 8 + 16 + 4)
 #define MAX_PAYLOAD	(1u << 30)
@@ -117,11 +119,11 @@ int dt_trace__encode_header(const struct dt_trace_header *h, void **buf, size_t 
 int dt_trace__encode_epoch(const struct dt_trace_epoch *e, void **buf, size_t *len, size_t *cap)
 {
 	struct out o = { buf, len, cap, 0 };
+	uint32_t type = e->events ? BLOCK_EVENTS : BLOCK_EPOCH, plen, c;
 	size_t hdr = *len, start;
-	uint32_t plen, c;
 
 	put32(&o, BLOCK_MAGIC);
-	put32(&o, BLOCK_EPOCH);
+	put32(&o, type);
 	put32(&o, 0);	/* length and crc, filled in below */
 	put32(&o, 0);
 	start = *len;
@@ -139,11 +141,13 @@ int dt_trace__encode_epoch(const struct dt_trace_epoch *e, void **buf, size_t *l
 		put(&o, &e->gfns[i].as_id, 2);
 		put(&o, &e->gfns[i].slot, 2);
 		put(&o, &e->gfns[i].vcpu, 4);
+		if (e->events)
+			put64(&o, g->ts);
 	}
 	if (o.err)
 		return o.err;
 	plen = *len - start;
-	c = block_crc(BLOCK_EPOCH, (char *)*buf + start, plen);
+	c = block_crc(type, (char *)*buf + start, plen);
 	memcpy((char *)*buf + hdr + 8, &plen, 4);
 	memcpy((char *)*buf + hdr + 12, &c, 4);
 	return 0;
@@ -286,8 +290,8 @@ int dt_trace_reader__next(struct dt_trace_reader *r, struct dt_trace_epoch *e, c
 			  size_t whysz)
 {
 	const unsigned char *b, *q;
-	size_t left;
-	uint32_t plen, n;
+	size_t left, each;
+	uint32_t plen, n, type;
 
 	memset(e, 0, sizeof(*e));
 	for (;;) {	/* skips blocks of types from a newer writer */
@@ -307,14 +311,16 @@ int dt_trace_reader__next(struct dt_trace_reader *r, struct dt_trace_epoch *e, c
 		q = b + 16;
 		if (plen > MAX_PAYLOAD || block_crc(get32(b + 4), q, plen) != get32(b + 12))
 			goto damaged;
-		if (get32(b + 4) == BLOCK_EPOCH)
+		type = get32(b + 4);
+		if (type == BLOCK_EPOCH || type == BLOCK_EVENTS)
 			break;
 		r->off += 16 + plen;
 	}
 	if (plen < EPOCH_FIXED)
 		goto damaged;
 	n = get32(q + 40);
-	if ((uint64_t)n * GFN_BYTES != plen - EPOCH_FIXED)
+	each = type == BLOCK_EVENTS ? EVENT_BYTES : GFN_BYTES;
+	if ((uint64_t)n * each != plen - EPOCH_FIXED)
 		goto damaged;
 	if (dt_grow((void **)&r->gfns, &r->cap, n ? n : 1, sizeof(*r->gfns)))
 		return -ENOMEM;
@@ -323,10 +329,11 @@ int dt_trace_reader__next(struct dt_trace_reader *r, struct dt_trace_epoch *e, c
 	e->end_ns = get64(q + 16);
 	e->raw = get64(q + 24);
 	e->recovered = get64(q + 32);
+	e->events = type == BLOCK_EVENTS;
 	e->nr_gfns = n;
 	e->gfns = r->gfns;
 	for (uint32_t i = 0; i < n; i++) {
-		const unsigned char *g = q + EPOCH_FIXED + (size_t)i * GFN_BYTES;
+		const unsigned char *g = q + EPOCH_FIXED + (size_t)i * each;
 
 		struct dt_gfn *d = &r->gfns[i];
 		uint64_t v = get64(g);
@@ -335,6 +342,8 @@ int dt_trace_reader__next(struct dt_trace_reader *r, struct dt_trace_epoch *e, c
 		memcpy(&d->as_id, g + 8, 2);
 		memcpy(&d->slot, g + 10, 2);
 		memcpy(&d->vcpu, g + 12, 4);
+		if (e->events)
+			d->ts = get64(g + 16);
 		if (v & UNRESOLVED) {
 			d->gfn = DT_GFN_NONE;
 			d->offset = v & ~UNRESOLVED;

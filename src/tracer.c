@@ -168,6 +168,8 @@ static int try_source(struct dt_tracer *t, const struct dt_tracer_opts *o, enum 
 			 strerror(-err));
 		goto fail;
 	}
+	/* epoch 0 starts as the first page can be seen: every page's timestamp is inside it */
+	t->epoch_start_ns = dt_now_ns();
 	*page_link[src] = bpf_program__attach(page_prog[src]);
 	if (!*page_link[src]) {
 		err = -errno;
@@ -322,7 +324,6 @@ struct dt_tracer *dt_tracer__open(const struct dt_tracer_opts *opts)
 	err = dt_tracer__refresh(t);
 	if (err)
 		pr_warn("VM discovery failed (%s): ring-push pages will lack GFNs\n", strerror(-err));
-	t->epoch_start_ns = dt_now_ns();
 	return t;
 fail:
 	dt_tracer__close(t);

@@ -20,7 +20,10 @@ struct trace {
 	int nr_epochs;
 };
 
-/* A header and n epochs; epoch k has k + 3 pages, one of them unresolved. */
+/*
+ * A header and n epochs; epoch k has k + 3 pages, one of them unresolved. Odd epochs are event
+ * blocks (type 2): each page carries its first write's time.
+ */
 static void build(struct trace *t, int n)
 {
 	struct dt_trace_header h = {
@@ -37,12 +40,15 @@ static void build(struct trace *t, int n)
 		struct dt_trace_epoch e = {
 			.seq = k, .start_ns = 1000 + k * 100, .end_ns = 1100 + k * 100,
 			.raw = 10 * k, .recovered = k % 2, .nr_gfns = k + 3, .gfns = g,
+			.events = k % 2,
 		};
 
 		for (int i = 0; i < k + 3; i++)
 			g[i] = (struct dt_gfn){ .gfn = 0x1000 + i * 7, .offset = i * 7, .as_id = 0,
-						.slot = 1, .vcpu = i % 2 };
-		g[k + 2] = (struct dt_gfn){ .gfn = DT_GFN_NONE, .offset = 99, .slot = 9, .vcpu = -1 };
+						.slot = 1, .vcpu = i % 2,
+						.ts = 1000 + k * 100 + i };
+		g[k + 2] = (struct dt_gfn){ .gfn = DT_GFN_NONE, .offset = 99, .slot = 9, .vcpu = -1,
+					    .ts = 1000 + k * 100 + k + 2 };
 		ck_assert_int_eq(dt_trace__encode_epoch(&e, &t->buf, &t->len, &t->cap), 0);
 		t->block_end[k] = t->len;
 	}
@@ -101,6 +107,10 @@ START_TEST(round_trip)
 		ck_assert_uint_eq(e.gfns[k + 2].offset, 99);
 		ck_assert_uint_eq(e.gfns[k + 2].slot, 9);
 		ck_assert_int_eq(e.gfns[k + 2].vcpu, -1);
+		/* timestamps only where the block carries them */
+		ck_assert_int_eq(e.events, k % 2);
+		ck_assert_uint_eq(e.gfns[1].ts, k % 2 ? 1000 + k * 100 + 1 : 0);
+		ck_assert_uint_eq(e.gfns[k + 2].ts, k % 2 ? 1000 + k * 100 + k + 2 : 0);
 	}
 	ck_assert_int_eq(dt_trace_reader__next(r, &e, why, sizeof(why)), 0);
 	ck_assert(!dt_trace_reader__truncated(r));

@@ -138,6 +138,8 @@ struct dt_gfn {
 	uint16_t slot;
 	int32_t vcpu;		/* vCPU that dirtied it first in the epoch, -1 unknown */
 	bool recovered;		/* its record was dropped; found in the kernel's dedup map */
+	uint64_t ts;		/* CLOCK_MONOTONIC ns of that first write; 0: not known (recovered,
+				 * or read from a trace recorded without --events) */
 };
 
 /* The order of every GFN list: (as_id, gfn, slot, offset); for merging lists across epochs. */
@@ -330,6 +332,7 @@ struct dt_trace_epoch {
 	uint64_t start_ns, end_ns;
 	uint64_t raw;		/* dirtying events in the epoch (all watched VMs) */
 	uint64_t recovered;
+	bool events;		/* each page carries its first write's time (ts): block type 2 */
 	size_t nr_gfns;
 	struct dt_gfn *gfns;	/* decoded: owned by the reader until the next call */
 };
