@@ -45,7 +45,7 @@ LIB_OBJS := $(patsubst src/%.c,$(OUTPUT)/lib/%.o,$(LIB_SRCS))
 LIB_A := $(OUTPUT)/libdirtytrace.a
 LIB_SO := $(OUTPUT)/libdirtytrace.so
 PC := $(OUTPUT)/dirtytrace.pc
-TOOLS := dirtytrace dirtytop dirtydemo dtcheckpoint
+TOOLS := dirtytrace dirtytop dirtydemo dtcheckpoint dtstream-client
 TOOL_BINS := $(patsubst %,$(OUTPUT)/bin/%,$(TOOLS))
 
 # Tests: Check suites, each one binary, tagged by what they need (see tests/run-tests).
@@ -105,6 +105,11 @@ $(OUTPUT)/bin/%: tools/%.c tools/common.h $(LIB_A) $(wildcard include/dirtytrace
 $(OUTPUT)/bin/dirtydemo: tools/dirtydemo.c tests/vmm.c tests/vmm.h | $(OUTPUT)/bin
 	$(call msg,BINARY,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) -Itests tools/dirtydemo.c tests/vmm.c -o $@ -pthread $(LDSAN)
+
+# The stream client example needs only libc and zlib (the trace format's crc32): copy it anywhere.
+$(OUTPUT)/bin/dtstream-client: tools/dtstream-client.c | $(OUTPUT)/bin
+	$(call msg,BINARY,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $< -o $@ -lz $(LDSAN)
 
 # ncurses draws dirtytop's screen: terminal handling, resize and restore are its job, not ours.
 $(OUTPUT)/bin/dirtytop: TOOL_LIBS = $(shell pkg-config --libs ncursesw 2>/dev/null || echo -lncursesw)

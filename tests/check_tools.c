@@ -26,13 +26,20 @@ struct run {
 	int rc;
 };
 
-static const char *tool(void)
+static const char *bin_path(const char *name)
 {
-	static char path[512];
+	static char path[2][512];
+	static int i;
 	const char *bin = getenv("DT_BIN");
 
-	snprintf(path, sizeof(path), "%s/dirtytrace", bin ? bin : ".output/bin");
-	return path;
+	i ^= 1;
+	snprintf(path[i], sizeof(path[i]), "%s/%s", bin ? bin : ".output/bin", name);
+	return path[i];
+}
+
+static const char *tool(void)
+{
+	return bin_path("dirtytrace");
 }
 
 static void slurp(int fd, char *buf, size_t cap)
@@ -46,11 +53,11 @@ static void slurp(int fd, char *buf, size_t cap)
 	close(fd);
 }
 
-/* Starts the tool with argv (NULL-terminated, without argv[0]); uid >= 0 drops root first. */
-static pid_t start(char *const *args, int uid, int *out_fd, int *err_fd)
+/* Starts program bin with argv (NULL-terminated, without argv[0]); uid >= 0 drops root first. */
+static pid_t start_bin(const char *bin, char *const *args, int uid, int *out_fd, int *err_fd)
 {
 	char out_t[] = "/tmp/dt-out-XXXXXX", err_t[] = "/tmp/dt-err-XXXXXX";
-	char *argv[16] = { (char *)tool() };
+	char *argv[16] = { (char *)bin };
 	pid_t pid;
 
 	for (int i = 0; args[i] && i < 14; i++)
@@ -71,6 +78,12 @@ static pid_t start(char *const *args, int uid, int *out_fd, int *err_fd)
 		_exit(127);
 	}
 	return pid;
+}
+
+/* The same for dirtytrace itself. */
+static pid_t start(char *const *args, int uid, int *out_fd, int *err_fd)
+{
+	return start_bin(tool(), args, uid, out_fd, err_fd);
 }
 
 static void finish(pid_t pid, int out_fd, int err_fd, struct run *r)
@@ -648,10 +661,11 @@ START_TEST(stream_socket_clients)
 	struct stat sst;
 	pthread_t th, rth;
 	struct run r;
-	int out_fd, err_fd, silent, epochs = 0;
+	int out_fd, err_fd, silent, epochs = 0, cout, cerr, client_epochs = 0;
 	unsigned long long streamed = 0, first = 0;
 	const char *p;
-	pid_t tp;
+	pid_t tp, cp;
+	struct run cr;
 
 	NEED(dt_test_need_kvm);
 	w.vm = writer_vm();
@@ -664,11 +678,15 @@ START_TEST(stream_socket_clients)
 		   -1, &out_fd, &err_fd);
 	rd.fd = connect_to(sock);
 	silent = connect_to(sock);
+	/* the C client example a migration tool starts from, reading the same stream */
+	cp = start_bin(bin_path("dtstream-client"), (char *const[]){ "-l", sock, NULL }, -1, &cout,
+		       &cerr);
 	ck_assert_int_eq(stat(sock, &sst), 0);
 	ck_assert_int_eq(sst.st_mode & 0777, 0600);
 	pthread_create(&rth, NULL, read_stream, &rd);
 	finish(tp, out_fd, err_fd, &r);
 	pthread_join(rth, NULL);
+	finish(cp, cout, cerr, &cr);
 	w.stop = 1;
 	pthread_join(th, NULL);
 	ck_assert_msg(r.rc == 0, "%s", r.err);
@@ -686,11 +704,33 @@ START_TEST(stream_socket_clients)
 	tr = dt_trace_reader__new(rd.buf, rd.len, why, sizeof(why));
 	ck_assert_msg(tr, "%s", why);
 	/* epochs cut before the client connected are not its; from there on, none is missing */
+	ck_assert_msg(cr.rc == 0, "dtstream-client: %s", cr.err);
+	ck_assert_msg(strstr(cr.err, "VM pid ") && strstr(cr.err, "dirty ring"), "%s", cr.err);
 	while (dt_trace_reader__next(tr, &e, why, sizeof(why)) > 0) {
+		char want[128];
+		const char *at;
+
 		if (!epochs++)
 			first = e.seq;
 		ck_assert_uint_eq(e.seq, first + epochs - 1);
+		/* the example decoded the same epochs the same way (it may have joined later) */
+		snprintf(want, sizeof(want), "epoch %llu %zu %llu %llu %llu\n",
+			 (unsigned long long)e.seq, e.nr_gfns, (unsigned long long)e.start_ns,
+			 (unsigned long long)e.end_ns, (unsigned long long)e.raw);
+		at = strstr(cr.out, want);
+		if (!at)
+			continue;
+		client_epochs++;
+		if (!e.nr_gfns)
+			continue;
+		snprintf(want, sizeof(want), "  %x:%llx\n", e.gfns[0].as_id,
+			 (unsigned long long)e.gfns[0].gfn);
+		ck_assert_msg(!strncmp(strchr(at, '\n') + 1, want, strlen(want)),
+			      "epoch %llu's first page: want %s", (unsigned long long)e.seq, want);
 	}
+	/* it joined at about the same time: the same epochs, as far as its captured output goes */
+	ck_assert_msg(client_epochs > 50, "the example matched %d of %d epochs", client_epochs,
+		      epochs);
 	ck_assert(!dt_trace_reader__truncated(tr));
 	ck_assert_msg(epochs > 100 && first + epochs == streamed,
 		      "read %d epochs from seq %llu of %llu streamed", epochs,
