@@ -62,7 +62,7 @@ all: lib tools
 lib: $(LIB_A) $(LIB_SO) $(PC)
 tools: $(TOOL_BINS)
 tests: $(TEST_BINS) $(OUTPUT)/tests/vmm_selftest $(OUTPUT)/tests/qemu-guest.elf \
-       $(OUTPUT)/tests/fuzz_trace
+       $(OUTPUT)/tests/fuzz_trace $(OUTPUT)/tests/bench-guest
 
 $(OUTPUT) $(OUTPUT)/lib $(OUTPUT)/bin $(OUTPUT)/tests:
 	$(Q)mkdir -p $@
@@ -163,6 +163,11 @@ check-sanitize: deps
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)tools/demo
+
+# Benchmarks that run a guest of the test VMM (tests/bench/run drives them).
+$(OUTPUT)/tests/bench-guest: tests/bench/guest.c $(OUTPUT)/tests/vmm.o $(LIB_A) | $(OUTPUT)/tests
+	$(call msg,BINARY,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests $< $(OUTPUT)/tests/vmm.o -o $@ $(LIB_A) $(LIBS) -pthread $(LDSAN)
 
 # Speed and memory, measured side by side in one run (never by timed unit tests).
 bench: deps
