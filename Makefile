@@ -67,7 +67,7 @@ MAN_NAMES := $(patsubst tools/man/%.scd,%,$(wildcard tools/man/*.scd))
 MAN_PAGES := $(patsubst %,$(OUTPUT)/man/%,$(MAN_NAMES))
 
 # Tests: Check suites, each one binary, tagged by what they need (see tests/run-tests).
-TEST_NAMES := check_gfnset check_window check_top check_trace check_discover check_bpf check_exact check_tools check_dirtytop check_checkpoint check_trigger check_qemu
+TEST_NAMES := check_gfnset check_window check_top check_trace check_install check_discover check_bpf check_exact check_tools check_dirtytop check_checkpoint check_trigger check_qemu
 TEST_BINS := $(patsubst %,$(OUTPUT)/tests/%,$(TEST_NAMES))
 TEST_COMMON := $(OUTPUT)/tests/testlib.o $(OUTPUT)/tests/vmm.o
 
@@ -78,7 +78,7 @@ TEST_COMMON := $(OUTPUT)/tests/testlib.o $(OUTPUT)/tests/vmm.o
 
 all: lib tools man
 
-lib: $(LIB_A) $(LIB_SO) $(PC)
+lib: $(LIB_A) $(LIB_SO_REAL) $(LIB_SO) $(PC)
 tools: $(TOOL_BINS)
 man: $(MAN_PAGES)
 tests: $(TEST_BINS) $(OUTPUT)/tests/vmm_selftest $(OUTPUT)/tests/qemu-guest.elf \
@@ -107,9 +107,12 @@ $(LIB_A): $(LIB_OBJS)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
 # libdirtytrace.so.0.1.0 with soname libdirtytrace.so.0; .so.0 and .so are links, as installed.
+# (The links are made with the library: .SECONDARY would leave an older tree's plain .so.)
 $(LIB_SO_REAL): $(LIB_OBJS)
 	$(call msg,LD,$@)
 	$(Q)$(CC) -shared -Wl,-soname,libdirtytrace.so.$(SOVERSION) $(LDSAN) -o $@ $^ $(LIBS)
+	$(Q)ln -sf $(notdir $@) $(OUTPUT)/libdirtytrace.so.$(SOVERSION)
+	$(Q)ln -sf libdirtytrace.so.$(SOVERSION) $(LIB_SO)
 
 $(LIB_SO): $(LIB_SO_REAL)
 	$(Q)ln -sf $(notdir $<) $(OUTPUT)/libdirtytrace.so.$(SOVERSION)
@@ -155,6 +158,11 @@ $(OUTPUT)/tests/%.o: tests/%.c $(wildcard tests/*.h) $(wildcard include/dirtytra
 $(OUTPUT)/tests/check_%: $(OUTPUT)/tests/check_%.o $(TEST_COMMON) $(LIB_A)
 	$(call msg,BINARY,$@)
 	$(Q)$(CC) $^ -o $@ $(LIB_A) $(LIBS) $(CHECK_LIBS) $(LDSAN)
+
+# The packaging test is a script (make install, pkg-config, man, bash completion).
+$(OUTPUT)/tests/check_install: tests/check_install.sh | $(OUTPUT)/tests
+	$(call msg,SCRIPT,$@)
+	$(Q)$(INSTALL) -m 0755 $< $@
 
 # The checkpointer's test drives the example's own functions.
 $(OUTPUT)/tests/check_checkpoint.o: tools/dtcheckpoint.c tools/common.h
