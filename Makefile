@@ -5,13 +5,26 @@
 # make check        install missing Debian packages, build, run every test (also under ASan/UBSan)
 # make bench        benchmarks (dirtytop's CPU, capture cost per event)
 # make vmlinux      regenerate vmlinux.h from this kernel's BTF
+# make install      tools, library, headers, dirtytrace.pc, man pages, bash completion
+#                   (PREFIX=/usr/local, DESTDIR for staging); make uninstall removes exactly those
 # V=1               show full commands
 OUTPUT ?= .output
 CLANG ?= clang
 BPFTOOL ?= bpftool
 CC ?= gcc
-PREFIX ?= /usr/local
+SCDOC ?= scdoc
 VERSION := 0.1.0
+SOVERSION := 0
+
+# make install: where each kind of file goes (DESTDIR is prepended to all, for staging)
+PREFIX ?= /usr/local
+SBINDIR ?= $(PREFIX)/sbin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+MANDIR ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+INSTALL ?= install
 ARCH := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/;s/ppc64le/powerpc/;s/s390x/s390/')
 
 WARN := -Wall -Wextra -Werror -Wno-unused-parameter
@@ -44,27 +57,36 @@ LIB_SRCS := $(wildcard src/*.c)
 LIB_OBJS := $(patsubst src/%.c,$(OUTPUT)/lib/%.o,$(LIB_SRCS))
 LIB_A := $(OUTPUT)/libdirtytrace.a
 LIB_SO := $(OUTPUT)/libdirtytrace.so
+LIB_SO_REAL := $(OUTPUT)/libdirtytrace.so.$(VERSION)
 PC := $(OUTPUT)/dirtytrace.pc
-TOOLS := dirtytrace dirtytop dirtydemo dtcheckpoint dtstream-client
+HEADERS := $(wildcard include/dirtytrace/*.h)
+TOOLS := dirtytrace dirtytop dirtydemo dtcheckpoint
+# Built, not installed: an example to copy (tools/dtstream-client.c).
+EXAMPLES := dtstream-client
 TOOL_BINS := $(patsubst %,$(OUTPUT)/bin/%,$(TOOLS))
+# Man pages: scdoc sources (tools/man/NAME.SECTION.scd), roff generated at build time.
+MAN_NAMES := $(patsubst tools/man/%.scd,%,$(wildcard tools/man/*.scd))
+MAN_PAGES := $(patsubst %,$(OUTPUT)/man/%,$(MAN_NAMES))
 
 # Tests: Check suites, each one binary, tagged by what they need (see tests/run-tests).
-TEST_NAMES := check_gfnset check_window check_top check_trace check_discover check_bpf check_exact check_tools check_dirtytop check_checkpoint check_trigger check_qemu
+TEST_NAMES := check_gfnset check_window check_top check_trace check_install check_discover check_bpf check_exact check_tools check_dirtytop check_checkpoint check_trigger check_qemu
 TEST_BINS := $(patsubst %,$(OUTPUT)/tests/%,$(TEST_NAMES))
 TEST_COMMON := $(OUTPUT)/tests/testlib.o $(OUTPUT)/tests/vmm.o
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all lib tools tests check check-build check-sanitize deps vmlinux clean bench demo fuzz
+.PHONY: all lib tools man tests check check-build check-sanitize deps vmlinux clean bench demo fuzz \
+	install uninstall
 
-all: lib tools
+all: lib tools man
 
-lib: $(LIB_A) $(LIB_SO) $(PC)
-tools: $(TOOL_BINS)
+lib: $(LIB_A) $(LIB_SO_REAL) $(LIB_SO) $(PC)
+tools: $(TOOL_BINS) $(patsubst %,$(OUTPUT)/bin/%,$(EXAMPLES))
+man: $(MAN_PAGES)
 tests: $(TEST_BINS) $(OUTPUT)/tests/vmm_selftest $(OUTPUT)/tests/qemu-guest.elf \
        $(OUTPUT)/tests/fuzz_trace $(OUTPUT)/tests/bench-guest
 
-$(OUTPUT) $(OUTPUT)/lib $(OUTPUT)/bin $(OUTPUT)/tests:
+$(OUTPUT) $(OUTPUT)/lib $(OUTPUT)/bin $(OUTPUT)/tests $(OUTPUT)/man:
 	$(Q)mkdir -p $@
 
 $(OUTPUT)/%.bpf.o: bpf/%.bpf.c bpf/capture.h vmlinux.h | $(OUTPUT)
@@ -86,16 +108,37 @@ $(LIB_A): $(LIB_OBJS)
 	$(call msg,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(LIB_SO): $(LIB_OBJS)
+# libdirtytrace.so.0.1.0 with soname libdirtytrace.so.0; .so.0 and .so are links, as installed.
+# (The links are made with the library: .SECONDARY would leave an older tree's plain .so.)
+$(LIB_SO_REAL): $(LIB_OBJS)
 	$(call msg,LD,$@)
-	$(Q)$(CC) -shared -Wl,-soname,libdirtytrace.so.0 $(LDSAN) -o $@ $^ $(LIBS)
+	$(Q)$(CC) -shared -Wl,-soname,libdirtytrace.so.$(SOVERSION) $(LDSAN) -o $@ $^ $(LIBS)
+	$(Q)ln -sf $(notdir $@) $(OUTPUT)/libdirtytrace.so.$(SOVERSION)
+	$(Q)ln -sf libdirtytrace.so.$(SOVERSION) $(LIB_SO)
+
+$(LIB_SO): $(LIB_SO_REAL)
+	$(Q)ln -sf $(notdir $<) $(OUTPUT)/libdirtytrace.so.$(SOVERSION)
+	$(Q)ln -sf libdirtytrace.so.$(SOVERSION) $@
+
+# pkg-config file for a prefix, libdir and includedir ($(call pc_text,PREFIX,LIBDIR,INCLUDEDIR));
+# make install writes it again for the directories it installs into.
+pc_text = printf '%s\n' 'prefix=$(1)' 'libdir=$(patsubst $(1)/%,$${prefix}/%,$(2))' \
+	'includedir=$(patsubst $(1)/%,$${prefix}/%,$(3))' '' \
+	'Name: dirtytrace' 'Description: which guest pages KVM VMs dirty, from eBPF' \
+	'Version: $(VERSION)' 'Requires.private: libbpf' 'Libs: -L$${libdir} -ldirtytrace' \
+	'Libs.private: -lelf -lz' 'Cflags: -I$${includedir}'
 
 $(PC): Makefile | $(OUTPUT)
 	$(call msg,GEN,$@)
-	$(Q)printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
-		'Name: dirtytrace' 'Description: which guest pages KVM VMs dirty, from eBPF' \
-		'Version: $(VERSION)' 'Requires.private: libbpf' 'Libs: -L$${libdir} -ldirtytrace' \
-		'Libs.private: -lelf -lz' 'Cflags: -I$${includedir}' > $@
+	$(Q)$(call pc_text,$(PREFIX),$(LIBDIR),$(INCLUDEDIR)) > $@
+
+# scdoc: a small, maintained man-page source format; pages are dated by their last commit.
+$(OUTPUT)/man/%: tools/man/%.scd | $(OUTPUT)/man
+	$(call msg,MAN,$@)
+	$(Q)command -v $(SCDOC) >/dev/null || \
+		{ echo "make: $(SCDOC) not found (man pages): apt-get install scdoc" >&2; exit 1; }
+	$(Q)d=$$(git log -1 --format=%ct -- $< 2>/dev/null); \
+		sed 's/@VERSION@/$(VERSION)/g' $< | SOURCE_DATE_EPOCH=$${d:-$$(date +%s)} $(SCDOC) > $@
 
 $(OUTPUT)/bin/%: tools/%.c tools/common.h $(LIB_A) $(wildcard include/dirtytrace/*.h) | $(OUTPUT)/bin
 	$(call msg,BINARY,$@)
@@ -122,6 +165,11 @@ $(OUTPUT)/tests/%.o: tests/%.c $(wildcard tests/*.h) $(wildcard include/dirtytra
 $(OUTPUT)/tests/check_%: $(OUTPUT)/tests/check_%.o $(TEST_COMMON) $(LIB_A)
 	$(call msg,BINARY,$@)
 	$(Q)$(CC) $^ -o $@ $(LIB_A) $(LIBS) $(CHECK_LIBS) $(LDSAN)
+
+# The packaging test is a script (make install, pkg-config, man, bash completion).
+$(OUTPUT)/tests/check_install: tests/check_install.sh | $(OUTPUT)/tests
+	$(call msg,SCRIPT,$@)
+	$(Q)$(INSTALL) -m 0755 $< $@
 
 # The checkpointer's test drives the example's own functions.
 $(OUTPUT)/tests/check_checkpoint.o: tools/dtcheckpoint.c tools/common.h
@@ -177,6 +225,38 @@ bench: deps
 
 deps:
 	$(Q)tools/install-deps
+
+# Installed files, relative to DESTDIR: uninstall removes exactly these.
+INSTALLED := $(addprefix $(SBINDIR)/,$(TOOLS)) \
+	$(addprefix $(LIBDIR)/libdirtytrace.,a so so.$(SOVERSION) so.$(VERSION)) \
+	$(addprefix $(INCLUDEDIR)/dirtytrace/,$(notdir $(HEADERS))) $(PKGCONFIGDIR)/dirtytrace.pc \
+	$(foreach m,$(MAN_NAMES),$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(m)) \
+	$(addprefix $(BASHCOMPDIR)/,$(TOOLS))
+
+install: all
+	$(call msg,INSTALL,$(DESTDIR)$(PREFIX))
+	$(Q)$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \
+		$(DESTDIR)$(INCLUDEDIR)/dirtytrace $(DESTDIR)$(BASHCOMPDIR)
+	$(Q)$(INSTALL) -m 0755 $(TOOL_BINS) $(DESTDIR)$(SBINDIR)/
+	$(Q)$(INSTALL) -m 0644 $(LIB_A) $(DESTDIR)$(LIBDIR)/
+	$(Q)$(INSTALL) -m 0755 $(LIB_SO_REAL) $(DESTDIR)$(LIBDIR)/
+	$(Q)ln -sf libdirtytrace.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libdirtytrace.so.$(SOVERSION)
+	$(Q)ln -sf libdirtytrace.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libdirtytrace.so
+	$(Q)$(INSTALL) -m 0644 $(HEADERS) $(DESTDIR)$(INCLUDEDIR)/dirtytrace/
+	$(Q)$(call pc_text,$(PREFIX),$(LIBDIR),$(INCLUDEDIR)) > $(DESTDIR)$(PKGCONFIGDIR)/dirtytrace.pc
+	$(Q)for m in $(MAN_NAMES); do \
+		$(INSTALL) -D -m 0644 $(OUTPUT)/man/$$m $(DESTDIR)$(MANDIR)/man$${m##*.}/$$m || exit; \
+	done
+	$(Q)$(INSTALL) -m 0644 tools/completion/dirtytrace.bash $(DESTDIR)$(BASHCOMPDIR)/dirtytrace
+	$(Q)for t in $(filter-out dirtytrace,$(TOOLS)); do \
+		ln -sf dirtytrace $(DESTDIR)$(BASHCOMPDIR)/$$t || exit; \
+	done
+	$(Q)if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
+
+uninstall:
+	$(call msg,UNINSTALL,$(DESTDIR)$(PREFIX))
+	$(Q)rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	$(Q)rmdir $(DESTDIR)$(INCLUDEDIR)/dirtytrace 2>/dev/null || true
 
 vmlinux:
 	$(call msg,GEN,vmlinux.h)
