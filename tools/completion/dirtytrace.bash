@@ -128,7 +128,8 @@ _dirtytrace()
 	gfns)
 		opts="-p --pid -d --duration -i --interval -j --json -s --source -r --ringbuf" ;;
 	record)
-		opts="-p --pid -o --output -d --duration -i --interval -s --source -r --ringbuf" ;;
+		opts="-p --pid -o --output -d --duration -i --interval -s --source -r --ringbuf
+			-e --events" ;;
 	report)
 		if [[ $cur != -* ]]; then
 			_dirtytrace_files "$cur"
@@ -137,7 +138,7 @@ _dirtytrace()
 		opts="-j --json" ;;
 	stream)
 		opts="-p --pid -E --epoch-ms -i --interval -T --trigger -F --format -d --duration
-			-S --socket -B --client-buffer -s --source -r --ringbuf" ;;
+			-S --socket -B --client-buffer -s --source -r --ringbuf -e --events" ;;
 	# exporter: its options go here, and "exporter" into $commands
 	"")
 		if [[ $cur != -* ]]; then
@@ -186,7 +187,7 @@ _dirtytop()
 _dtcheckpoint()
 {
 	local opt cur eqprefix
-	local takes="-p --pid -i --interval -n --epochs -o --output"
+	local takes="-p --pid -i --interval -n --epochs -o --output -t --trigger -j --threads"
 
 	_dirtytrace_split "$takes"
 	case $opt in
@@ -203,8 +204,8 @@ _dtcheckpoint()
 		return
 		;;
 	esac
-	_dirtytrace_reply "-p --pid -i --interval -n --epochs -o --output -v --verbose
-		-? --help --usage -V --version" "$cur" ""
+	_dirtytrace_reply "-p --pid -i --interval -n --epochs -o --output -t --trigger -s --stop
+		-j --threads -v --verbose -? --help --usage -V --version" "$cur" ""
 }
 
 _dirtydemo()
