@@ -21,7 +21,7 @@ ifeq ($(SANITIZE),1)
 ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDSAN := -fsanitize=address,undefined
 endif
-LIBS := $(shell pkg-config --libs libbpf 2>/dev/null || echo -lbpf) -lelf -lz
+LIBS := $(shell pkg-config --libs libbpf 2>/dev/null || echo -lbpf) -lelf -lz -lm
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt) -pthread
 
 # BPF objects find asm/types.h through clang's own system include dirs (as libbpf-bootstrap does).
@@ -49,7 +49,7 @@ TOOLS := dirtytrace dirtytop dirtydemo dtcheckpoint
 TOOL_BINS := $(patsubst %,$(OUTPUT)/bin/%,$(TOOLS))
 
 # Tests: Check suites, each one binary, tagged by what they need (see tests/run-tests).
-TEST_NAMES := check_gfnset check_window check_top check_trace check_discover check_bpf check_exact check_tools check_dirtytop check_checkpoint check_trigger check_qemu
+TEST_NAMES := check_gfnset check_window check_plan check_top check_trace check_discover check_bpf check_exact check_tools check_dirtytop check_checkpoint check_trigger check_qemu
 TEST_BINS := $(patsubst %,$(OUTPUT)/tests/%,$(TEST_NAMES))
 TEST_COMMON := $(OUTPUT)/tests/testlib.o $(OUTPUT)/tests/vmm.o
 
@@ -95,7 +95,7 @@ $(PC): Makefile | $(OUTPUT)
 	$(Q)printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
 		'Name: dirtytrace' 'Description: which guest pages KVM VMs dirty, from eBPF' \
 		'Version: $(VERSION)' 'Requires.private: libbpf' 'Libs: -L$${libdir} -ldirtytrace' \
-		'Libs.private: -lelf -lz' 'Cflags: -I$${includedir}' > $@
+		'Libs.private: -lelf -lz -lm' 'Cflags: -I$${includedir}' > $@
 
 $(OUTPUT)/bin/%: tools/%.c tools/common.h $(LIB_A) $(wildcard include/dirtytrace/*.h) | $(OUTPUT)/bin
 	$(call msg,BINARY,$@)
