@@ -20,7 +20,8 @@
 
 /* ---- units ---- */
 
-/* Splits "<number><spaces><unit>" into a value and the unit; -EINVAL, -ERANGE as documented. */
+/* Splits "<number><spaces><unit>" into a value and the unit; -EINVAL when there is no number.
+ * The caller checks the unit first: a bad unit is -EINVAL even on a zero. */
 static int parse_number(const char *s, double *v, const char **unit)
 {
 	const char *p = s;
@@ -58,10 +59,8 @@ static int parse_number(const char *s, double *v, const char **unit)
 	while (isspace((unsigned char)*p))
 		p++;
 	*unit = p;
-	if (neg && *v != 0)
-		return -ERANGE;
-	if (neg || *v == 0 || !isfinite(*v))
-		return -ERANGE;
+	if (neg)
+		*v = -*v;
 	return 0;
 }
 
@@ -111,7 +110,7 @@ int dt_plan_parse_bandwidth(const char *s, double *bytes_per_s)
 	if (find_unit(units, sizeof(units) / sizeof(units[0]), u, len, &mult))
 		return -EINVAL;
 	v *= mult;
-	if (!isfinite(v) || v > 0x1p53 || v <= 0)
+	if (!(v > 0) || !isfinite(v) || v > 0x1p53)
 		return -ERANGE;
 	*bytes_per_s = v;
 	return 0;
@@ -137,7 +136,7 @@ int dt_plan_parse_duration(const char *s, uint64_t *ns)
 	if (!len || find_unit(units, sizeof(units) / sizeof(units[0]), u, len, &mult))
 		return -EINVAL;
 	v *= mult;
-	if (!isfinite(v) || v >= 0x1p63)
+	if (!(v > 0) || !isfinite(v) || v >= 0x1p63)
 		return -ERANGE;
 	v = round(v);
 	if (v < 1)
@@ -1038,6 +1037,11 @@ static int run_postcopy(struct sim *s, struct dt_plan_postcopy *out)
 	m.t0 = t;
 	m.E = out->exposure_s;
 	mark_interval(&m, t, t + win, true);
+	/* a trace may hold more distinct pages than ram_pages says RAM has; pending is capped */
+	if (m.fault_pages > out->pending_pages) {
+		m.faults *= (double)out->pending_pages / m.fault_pages;
+		m.fault_pages = out->pending_pages;
+	}
 	out->fault_pages = m.fault_pages;
 	out->expected_write_faults = m.faults;
 	out->total_seconds = t + out->exposure_s;
