@@ -458,6 +458,7 @@ void dt_plan_params__init(struct dt_plan_params *p)
 	p->bandwidth = 128.0 * (1 << 20);
 	p->downtime_limit_ns = 300000000ull;
 	p->max_iterations = 100;
+	p->stall_iterations = 10;
 	p->page_header_bytes = 8;
 	p->cpu_throttle_initial = 20;
 	p->cpu_throttle_increment = 10;
@@ -689,7 +690,9 @@ static int run_precopy(struct sim *s, double throttle, double limit_pages,
 	const struct dt_workload *w = s->w;
 	double bw = p->bandwidth, sw_bw = p->switchover_bandwidth > 0 ? p->switchover_bandwidth : bw;
 	double thr = bw * (p->downtime_limit_ns / 1e9), t = 0;
-	uint64_t pend = 0, total = 0, rem = 0;
+	uint64_t pend = 0, total = 0, rem = 0, best = UINT64_MAX;
+	uint32_t since_best = 0;
+	double best_t = 0;
 	struct timeline tl;
 	struct marker m = { .stamp = s->stamp };
 	size_t cap = 0;
@@ -739,6 +742,15 @@ static int run_precopy(struct sim *s, double throttle, double limit_pages,
 		}
 		if (p->timeout_ns && t * 1e9 >= p->timeout_ns) {
 			out->stop = DT_PLAN_TIMEOUT;
+			break;
+		}
+		if (rem < best) {
+			best = rem;
+			best_t = t;
+			since_best = 0;
+		} else if (p->stall_iterations && ++since_best >= p->stall_iterations &&
+			   t - best_t >= tl.L) {
+			out->stop = DT_PLAN_STALLED;
 			break;
 		}
 		pend = rem;
@@ -1178,8 +1190,9 @@ int dt_workload__advise(const struct dt_workload *w, const struct dt_plan_params
 		}
 	} else {
 		out->rec = DT_PLAN_POSTCOPY;
-		reason(out, "precopy does not converge: after %zu iterations %llu pages remain "
+		reason(out, "precopy does not converge: after %zu iterations%s %llu pages remain "
 		       "against a threshold of %.1f MiB", out->precopy.nr_iters,
+		       out->precopy.stop == DT_PLAN_STALLED ? " (no longer shrinking)" : "",
 		       (unsigned long long)out->precopy.remaining_pages,
 		       out->precopy.threshold_bytes / (double)(1 << 20));
 		if (out->throttle_pct < 0 && limit < 0)

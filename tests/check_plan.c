@@ -151,6 +151,13 @@ START_TEST(rate_above_bandwidth)
 
 	params(&p, B, 300);
 	p.page_header_bytes = 0;
+	/* 1 s passes: no new low for 10 of them, which cover the 8 s recording: stalled */
+	ck_assert_int_eq(dt_workload__precopy(w, &p, &r), 0);
+	ck_assert(!r.converges);
+	ck_assert_int_eq(r.stop, DT_PLAN_STALLED);
+	ck_assert_uint_eq(r.nr_iters, 11);
+	dt_plan_precopy__free(&r);
+	p.stall_iterations = 0;
 	ck_assert_int_eq(dt_workload__precopy(w, &p, &r), 0);
 	ck_assert(!r.converges);
 	ck_assert_int_eq(r.stop, DT_PLAN_MAX_ITERATIONS);
@@ -310,6 +317,13 @@ START_TEST(hot_set_does_not_fit)
 	p.max_iterations = 20;
 	ck_assert_int_eq(dt_workload__precopy(w, &p, &r), 0);
 	ck_assert(!r.converges);
+	/* 0.49 s passes: 10 without a new low (4.9 s) cover the 4 s recording: stalled... */
+	ck_assert_int_eq(r.stop, DT_PLAN_STALLED);
+	ck_assert_uint_eq(r.nr_iters, 11);
+	dt_plan_precopy__free(&r);
+	p.stall_iterations = 20;	/* ...while 20 would come after max_iterations */
+	ck_assert_int_eq(dt_workload__precopy(w, &p, &r), 0);
+	ck_assert_int_eq(r.stop, DT_PLAN_MAX_ITERATIONS);
 	ck_assert_uint_eq(r.nr_iters, 20);
 	for (size_t k = 1; k < r.nr_iters; k++) {
 		ck_assert_uint_eq(r.iters[k].pages, W);

@@ -32,7 +32,9 @@
  *   remainder is copied: downtime = remainder bytes / switchover bandwidth + switchover_ns
  *   (QEMU lifts the rate limit for the stop-and-copy, so the switchover bandwidth may be the
  *   link's; 0 means the same bandwidth). Otherwise the next iteration starts, up to
- *   max_iterations or timeout_ns.
+ *   max_iterations or timeout_ns, or until it stalls: no pass has left fewer pages than the best
+ *   one for stall_iterations passes covering at least one replay of the recording (every phase
+ *   of the workload was seen and did no better; QEMU itself would go on for ever).
  *   QEMU checks the threshold as soon as the current pass's remainder falls below it (and syncs
  *   then), not only at the end of a pass; the model checks at pass ends, so it may count one
  *   iteration more than QEMU's dirty-sync-count near convergence.
@@ -126,6 +128,8 @@ struct dt_plan_params {
 	uint64_t switchover_ns;		/* fixed cost added to the downtime: 0 */
 	uint32_t max_iterations;	/* passes, iteration 0 included: 100 (QEMU has no limit) */
 	uint64_t timeout_ns;		/* give up once iterations took this long; 0: none */
+	uint32_t stall_iterations;	/* give up when the remainder has made no new low for this
+					 * many passes spanning a whole replay: 10; 0: never */
 	uint32_t page_size;		/* 0: the workload's; else must match it (-EINVAL) */
 	uint32_t page_header_bytes;	/* per page on the wire: 8 (QEMU's be64 offset|flags) */
 	double assume_zero_frac;	/* of RAM, when zero pages were not counted: 0 */
@@ -159,6 +163,7 @@ enum dt_plan_stop {
 	DT_PLAN_CONVERGED = 0,
 	DT_PLAN_MAX_ITERATIONS,	/* the remainder never fit in max_iterations passes */
 	DT_PLAN_TIMEOUT,	/* nor within timeout_ns */
+	DT_PLAN_STALLED,	/* the remainder stopped shrinking (stall_iterations) */
 };
 
 struct dt_plan_precopy {
