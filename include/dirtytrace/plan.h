@@ -28,7 +28,8 @@
  *   every page is sent in full, the pessimistic case; results say it was assumed).
  * - Each iteration takes its bytes / bandwidth (QEMU's max-bandwidth is a rate limit on the
  *   stream, headers included). After each iteration the remainder (pages dirtied during it) is
- *   compared with QEMU's threshold, bandwidth x downtime-limit: when it fits, the VM stops and the
+ *   compared with QEMU's threshold, bandwidth x downtime-limit, as QEMU counts it (pages x
+ *   page size, headers aside): when it fits, the VM stops and the
  *   remainder is copied: downtime = remainder bytes / switchover bandwidth + switchover_ns
  *   (QEMU lifts the rate limit for the stop-and-copy, so the switchover bandwidth may be the
  *   link's; 0 means the same bandwidth). Otherwise the next iteration starts, up to
