@@ -34,7 +34,7 @@ ifeq ($(SANITIZE),1)
 ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDSAN := -fsanitize=address,undefined
 endif
-LIBS := $(shell pkg-config --libs libbpf 2>/dev/null || echo -lbpf) -lelf -lz
+LIBS := $(shell pkg-config --libs libbpf 2>/dev/null || echo -lbpf) -lelf -lz -lm
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt) -pthread
 
 # BPF objects find asm/types.h through clang's own system include dirs (as libbpf-bootstrap does).
@@ -69,7 +69,7 @@ MAN_NAMES := $(patsubst tools/man/%.scd,%,$(wildcard tools/man/*.scd))
 MAN_PAGES := $(patsubst %,$(OUTPUT)/man/%,$(MAN_NAMES))
 
 # Tests: Check suites, each one binary, tagged by what they need (see tests/run-tests).
-TEST_NAMES := check_gfnset check_window check_top check_trace check_install check_discover check_bpf check_exact check_tools check_dirtytop check_checkpoint check_trigger check_qemu
+TEST_NAMES := check_gfnset check_window check_plan check_top check_trace check_install check_discover check_bpf check_exact check_tools check_dirtytop check_checkpoint check_trigger check_qemu
 TEST_BINS := $(patsubst %,$(OUTPUT)/tests/%,$(TEST_NAMES))
 TEST_COMMON := $(OUTPUT)/tests/testlib.o $(OUTPUT)/tests/vmm.o
 
@@ -126,7 +126,7 @@ pc_text = printf '%s\n' 'prefix=$(1)' 'libdir=$(patsubst $(1)/%,$${prefix}/%,$(2
 	'includedir=$(patsubst $(1)/%,$${prefix}/%,$(3))' '' \
 	'Name: dirtytrace' 'Description: which guest pages KVM VMs dirty, from eBPF' \
 	'Version: $(VERSION)' 'Requires.private: libbpf' 'Libs: -L$${libdir} -ldirtytrace' \
-	'Libs.private: -lelf -lz' 'Cflags: -I$${includedir}'
+	'Libs.private: -lelf -lz -lm' 'Cflags: -I$${includedir}'
 
 $(PC): Makefile | $(OUTPUT)
 	$(call msg,GEN,$@)
