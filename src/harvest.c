@@ -59,7 +59,8 @@ int dt_harvest_record(void *ctx, void *data, size_t size)
 	if (r.gfn == DT_GFN_NONE && !t->need_refresh && !slot_known(t, r.kvm, r.as_id, r.slot))
 		t->need_refresh = true;
 	/* a failed add loses nothing: the page is still in the dedup map for the cut */
-	dt_pageset_add(&t->sets[e->epoch & 1], &r);
+	if (dt_pageset_add(&t->sets[e->epoch & 1], &r))
+		t->add_failed = true;
 	return 0;
 }
 
@@ -90,7 +91,7 @@ static void wait_inflight(struct dt_tracer *t)
 }
 
 /* Drains the old epoch's dedup map into set; pages whose records were dropped come back here. */
-static int recover(struct dt_tracer *t, int map_fd, struct dt_pageset *set)
+static int recover(struct dt_tracer *t, int map_fd, struct dt_pageset *set, bool add)
 {
 	struct dt_dedup_key *keys;
 	__u64 *vals;
@@ -114,7 +115,7 @@ static int recover(struct dt_tracer *t, int map_fd, struct dt_pageset *set)
 			pr_debug("failed to drain the dedup map: %s\n", strerror(-err));
 			goto out;
 		}
-		for (__u32 i = 0; i < count; i++) {
+		for (__u32 i = 0; add && i < count; i++) {
 			uint16_t as_id = keys[i].slot >> 16, id = keys[i].slot & 0xffff;
 
 			if (dt_pageset_add_word(set, keys[i].kvm, keys[i].slot, keys[i].word,
@@ -252,6 +253,29 @@ int dt_tracer__wait_trigger(struct dt_tracer *t, int timeout_ms, struct dt_trigg
 	}
 }
 
+/*
+ * Whether the old epoch's dedup map holds pages whose records never arrived. Without a drop,
+ * the map only repeats what the records said, and adding it would double the pages to sort
+ * (most of a cut's cost). A drop is counted before the cut that follows the epoch it belongs to,
+ * or before the one after (if it raced with the previous cut's read): both cuts recover.
+ */
+static bool must_recover(struct dt_tracer *t)
+{
+	struct dt_stats st;
+	bool now;
+
+	if (dt_tracer__stats(t, &st))
+		return true;
+	now = st.rb_drops != t->drops_at_cut || t->add_failed;
+	t->drops_at_cut = st.rb_drops;
+	t->add_failed = false;
+	if (now || t->drops_last_cut) {
+		t->drops_last_cut = now;
+		return true;
+	}
+	return false;
+}
+
 int dt_tracer__cut(struct dt_tracer *t, struct dt_epoch **out)
 {
 	uint32_t old = t->epoch;
@@ -271,7 +295,7 @@ int dt_tracer__cut(struct dt_tracer *t, struct dt_epoch **out)
 	e->end_ns = dt_now_ns();
 	ring_buffer__consume(t->rb);
 
-	err = recover(t, maps[old & 1], set);
+	err = recover(t, maps[old & 1], set, must_recover(t));
 	if (err) {
 		free(e);
 		return err;

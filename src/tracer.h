@@ -29,6 +29,9 @@ struct dt_tracer {
 	int nr_cpus;
 
 	uint64_t records, recovered, epochs, barrier_timeouts;
+	uint64_t drops_at_cut;		/* rb_drops at the last cut */
+	bool drops_last_cut;		/* the last cut saw new drops */
+	bool add_failed;		/* a record could not be kept: recover from the map */
 
 	int quiesce_fd;			/* eventfd: wakes dt_tracer__wait_trigger */
 	bool trigger_fired;
