@@ -3,7 +3,8 @@
 # make              BPF objects, skeletons, libdirtytrace (.a, .so, .pc) and tools, into .output/
 # make demo         a demo VM watched by dirtytop
 # make check        install missing Debian packages, build, run every test (also under ASan/UBSan)
-# make bench        benchmarks (dirtytop's CPU, capture cost per event)
+# make bench        benchmarks (dirtytop's CPU, capture cost per event, list vs bitmap)
+#                   BENCH_ARGS=--quick: the list-vs-bitmap bench in its CI size
 # make vmlinux      regenerate vmlinux.h from this kernel's BTF
 # V=1               show full commands
 OUTPUT ?= .output
@@ -52,6 +53,8 @@ TOOL_BINS := $(patsubst %,$(OUTPUT)/bin/%,$(TOOLS))
 TEST_NAMES := check_gfnset check_window check_top check_trace check_discover check_bpf check_exact check_tools check_dirtytop check_checkpoint check_trigger check_qemu
 TEST_BINS := $(patsubst %,$(OUTPUT)/tests/%,$(TEST_NAMES))
 TEST_COMMON := $(OUTPUT)/tests/testlib.o $(OUTPUT)/tests/vmm.o
+# Benchmarks in C (tests/bench/*.c): built with the tests, run only by make bench.
+BENCH_BINS := $(OUTPUT)/tests/bench/list-vs-bitmap
 
 .DELETE_ON_ERROR:
 .SECONDARY:
@@ -62,9 +65,9 @@ all: lib tools
 lib: $(LIB_A) $(LIB_SO) $(PC)
 tools: $(TOOL_BINS)
 tests: $(TEST_BINS) $(OUTPUT)/tests/vmm_selftest $(OUTPUT)/tests/qemu-guest.elf \
-       $(OUTPUT)/tests/fuzz_trace
+       $(OUTPUT)/tests/fuzz_trace $(BENCH_BINS)
 
-$(OUTPUT) $(OUTPUT)/lib $(OUTPUT)/bin $(OUTPUT)/tests:
+$(OUTPUT) $(OUTPUT)/lib $(OUTPUT)/bin $(OUTPUT)/tests $(OUTPUT)/tests/bench:
 	$(Q)mkdir -p $@
 
 $(OUTPUT)/%.bpf.o: bpf/%.bpf.c bpf/capture.h vmlinux.h | $(OUTPUT)
@@ -131,6 +134,13 @@ $(OUTPUT)/tests/vmm_selftest: $(OUTPUT)/tests/vmm_selftest.o $(OUTPUT)/tests/vmm
 	$(call msg,BINARY,$@)
 	$(Q)$(CC) $^ -o $@ -pthread $(LDSAN)
 
+# list vs bitmap reads the tracer's maps through the library's internal header (src/tracer.h).
+$(OUTPUT)/tests/bench/list-vs-bitmap: tests/bench/list-vs-bitmap.c $(OUTPUT)/tests/vmm.o $(LIB_A) \
+				      tests/vmm.h src/tracer.h src/internal.h | $(OUTPUT)/tests/bench
+	$(call msg,BINARY,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests -Isrc $< $(OUTPUT)/tests/vmm.o -o $@ $(LIB_A) $(LIBS) \
+		-pthread $(LDSAN)
+
 # The trace reader under libFuzzer (clang), built from the sources so they are instrumented.
 FUZZ_SRCS := tests/fuzz_trace.c src/trace.c src/util.c
 $(OUTPUT)/tests/fuzz_trace: $(FUZZ_SRCS) src/internal.h include/dirtytrace/dirtytrace.h | $(OUTPUT)/tests
@@ -164,6 +174,8 @@ bench: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)tests/bench/dirtytop-cpu
 	$(Q)tests/bench/checkpoint-cycles $(OUTPUT)
+	$(Q)$(MAKE) --no-print-directory $(BENCH_BINS)
+	$(Q)$(OUTPUT)/tests/bench/list-vs-bitmap $(BENCH_ARGS) || [ $$? = 77 ]
 
 deps:
 	$(Q)tools/install-deps
