@@ -59,6 +59,7 @@ static struct {
 	bool quick, json, verbose;
 	int rounds;
 	uint32_t ring;
+	bool heap_ok;		/* mallinfo2 sees our allocations (not under ASan) */
 	uint64_t slot_bytes;	/* --slot: this one size only */
 	size_t pages;		/* --pages: this one count only */
 } env = { .rounds = 5, .ring = 65536 };
@@ -135,6 +136,20 @@ static uint64_t heap_used(void)
 	struct mallinfo2 mi = mallinfo2();
 
 	return mi.uordblks + mi.hblkhd;
+}
+
+/* Whether mallinfo2 sees this process's allocations (an ASan build replaces malloc). */
+static bool heap_measurable(void)
+{
+	uint64_t h0 = heap_used(), h1;
+	volatile char *p = malloc(MiB);
+
+	if (!p)
+		return false;
+	p[0] = 1;
+	h1 = heap_used();
+	free((void *)p);
+	return h1 >= h0 + MiB;
 }
 
 /* Host-wide vmalloc use (KVM allocates dirty bitmaps and slot metadata there), bytes. */
@@ -536,11 +551,16 @@ static void print_table(const struct bench_case *cs, size_t n)
 		double cut = median(c->cut, env.rounds), bm = median(c->bitmap, env.rounds);
 		double ring = median(c->reap, env.rounds);
 
-		printf("%-8s %7zu %9.0f %11.0f %9.0f %8.2f %8.2f | %10.0f %11.0f %9.0f %11.0f %10.0f\n",
+		char heap[24] = "n/a", per_page[24] = "n/a";
+
+		if (env.heap_ok) {
+			snprintf(heap, sizeof(heap), "%.0f", c->heap / 1024.0);
+			snprintf(per_page, sizeof(per_page), "%.0f", (double)c->heap / c->pages);
+		}
+		printf("%-8s %7zu %9.0f %11.0f %9.0f %8.2f %8.2f | %10.0f %11s %9s %11.0f %10.0f\n",
 		       size_name(c->slot_bytes, name, sizeof(name)), c->pages, cut / 1000,
 		       bm / 1000, ring / 1000, bm / cut, ring / cut, c->bpf_maps / 1024.0,
-		       c->heap / 1024.0, (double)c->heap / c->pages,
-		       2.0 * c->slot_bytes / TVM_PAGE_SIZE / 8 / 1024,
+		       heap, per_page, 2.0 * c->slot_bytes / TVM_PAGE_SIZE / 8 / 1024,
 		       c->kvm_slot_vmalloc / (double)MiB);
 	}
 	printf("\nbitmap parts and ring details (medians, us):\n");
@@ -567,7 +587,7 @@ static void print_table(const struct bench_case *cs, size_t n)
 	       "KVM_CLEAR_DIRTY_LOG; ring_us: KVM dirty ring entries read + KVM_RESET_DIRTY_RINGS "
 	       "(%u entries, ring-full exits included, unsorted)\n"
 	       "dt_bpf_KiB: the tracer's BPF maps (memlock); dt_heap_KiB: harvester heap held after "
-	       "the first cut; kvm_bm_KiB: KVM's dirty bitmap, 2 x slot/32768 (logging on measured "
+	       "the first cut (n/a: malloc is not glibc's, e.g. under ASan); kvm_bm_KiB: KVM's dirty bitmap, 2 x slot/32768 (logging on measured "
 	       "%+.0f KiB of vmalloc for the largest slot); kvm_md_MiB: KVM's per-slot metadata "
 	       "(vmalloc at slot creation)\n", env.ring,
 	       cs[n - 1].kvm_log_vmalloc / 1024.0);
@@ -578,13 +598,16 @@ static void print_json(const struct bench_case *cs, size_t n)
 	printf("{\"rounds\":%d,\"ring_entries\":%u,\"cases\":[", env.rounds, env.ring);
 	for (size_t i = 0; i < n; i++) {
 		const struct bench_case *c = &cs[i];
+		char heap[24] = "null";
 
+		if (env.heap_ok)
+			snprintf(heap, sizeof(heap), "%llu", (unsigned long long)c->heap);
 		printf("%s{\"slot_bytes\":%llu,\"dirty_pages\":%zu,\"cut_us\":%.1f,"
 		       "\"bitmap_us\":%.1f,\"get_us\":%.1f,\"scan_us\":%.1f,\"clear_us\":%.1f,"
 		       "\"ring_reap_us\":%.1f,\"ring_reap_exit_us\":%.1f,\"ring_full_exits\":%llu,"
 		       "\"ring_sort_us\":%.1f,\"cut_empty_us\":%.1f,\"rb_drops\":%llu,"
 		       "\"recovered\":%llu,"
-		       "\"dt_bpf_map_bytes\":%llu,\"dt_heap_bytes\":%llu,"
+		       "\"dt_bpf_map_bytes\":%llu,\"dt_heap_bytes\":%s,"
 		       "\"kvm_bitmap_bytes\":%llu,\"kvm_log_vmalloc_bytes\":%lld,"
 		       "\"kvm_slot_vmalloc_bytes\":%lld}",
 		       i ? "," : "", (unsigned long long)c->slot_bytes, c->pages,
@@ -596,7 +619,7 @@ static void print_json(const struct bench_case *cs, size_t n)
 		       us(median(c->ring_sort, env.rounds)), us(c->cut_empty),
 		       (unsigned long long)median(c->rb_drops, env.rounds),
 		       (unsigned long long)median(c->recovered, env.rounds),
-		       (unsigned long long)c->bpf_maps, (unsigned long long)c->heap,
+		       (unsigned long long)c->bpf_maps, heap,
 		       (unsigned long long)(2 * c->slot_bytes / TVM_PAGE_SIZE / 8),
 		       (long long)c->kvm_log_vmalloc, (long long)c->kvm_slot_vmalloc);
 	}
@@ -727,6 +750,7 @@ int main(int argc, char **argv)
 		return EXIT_SKIP;
 	}
 	dt_set_print(print_warn);
+	env.heap_ok = heap_measurable();
 	nr_cases = nr_sizes * nr_pages;
 	cases = calloc(nr_cases, sizeof(*cases));
 	if (!cases)
