@@ -129,7 +129,7 @@ struct tvm_stats {
 	uint64_t epochs;
 	/* CLOCK_MONOTONIC ns spent reaping rings (entries read, marked, KVM_RESET_DIRTY_RINGS) */
 	uint64_t reap_ns;		/* all of it: ring-full exits and tvm_harvest */
-	uint64_t reap_exit_ns;		/* the part spent in ring-full exits, on vCPU threads */
+	uint64_t reap_exit_ns;		/* the part in ring-full exits (vCPU threads) */
 };
 void tvm_get_stats(const struct tvm *vm, struct tvm_stats *st);
 

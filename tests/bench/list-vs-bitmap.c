@@ -59,6 +59,7 @@ static struct {
 	bool quick, json, verbose;
 	int rounds;
 	uint32_t ring;
+	size_t ringbuf;		/* the tracer's BPF ring buffer, 0: the library's default */
 	bool heap_ok;		/* mallinfo2 sees our allocations (not under ASan) */
 	uint64_t slot_bytes;	/* --slot: this one size only */
 	size_t pages;		/* --pages: this one count only */
@@ -76,7 +77,7 @@ struct bench_case {
 	uint64_t exits[MAX_ROUNDS], recovered[MAX_ROUNDS], rb_drops[MAX_ROUNDS];
 	/* memory, bytes */
 	uint64_t bpf_maps;	/* tracer's BPF maps, memlock */
-	uint64_t heap;		/* harvester heap held after the first cut of a fresh tracer */
+	uint64_t heap;		/* harvester heap held after a fresh tracer's first cut */
 	int64_t kvm_slot_vmalloc;	/* VmallocUsed change at slot creation (ring VM) */
 	int64_t kvm_log_vmalloc;	/* VmallocUsed change at logging on (bitmap VM) */
 };
@@ -385,7 +386,8 @@ static void run_bitmap(uint64_t slot_bytes, struct bench_case *cases, size_t nr_
 static struct dt_tracer *open_tracer(uint64_t *cut_empty)
 {
 	pid_t self = getpid();
-	struct dt_tracer_opts o = { .sz = sizeof(o), .pids = &self, .nr_pids = 1 };
+	struct dt_tracer_opts o = { .sz = sizeof(o), .pids = &self, .nr_pids = 1,
+				    .ringbuf_bytes = env.ringbuf };
 	uint64_t ns[MAX_ROUNDS];
 	struct dt_tracer *t;
 	struct dt_epoch *e;
@@ -432,7 +434,8 @@ static void ring_round(struct tvm *vm, struct dt_tracer *t, struct bench_case *c
 	c->reap_exit[r] = s1.reap_exit_ns - s0.reap_exit_ns;
 	c->exits[r] = s1.ring_full_exits - s0.ring_full_exits;
 	t0 = now_ns();
-	tvm_pages_sort_unique(&kvm_pages);	/* the entries as a list: what the cut also does */
+	/* the entries as a sorted list, which the cut also makes */
+	tvm_pages_sort_unique(&kvm_pages);
 	c->ring_sort[r] = now_ns() - t0;
 
 	h0 = heap_used();
@@ -573,23 +576,28 @@ static void print_table(const struct bench_case *cs, size_t n)
 
 		for (int r = 0; r < env.rounds; r++)
 			end[r] = c->reap[r] - c->reap_exit[r];
-		printf("%-8s %7zu %9.0f %9.0f %9.0f | %9.0f %9.0f %6llu %9.0f | %9.0f %8llu %9llu\n",
-		       size_name(c->slot_bytes, name, sizeof(name)), c->pages,
+		printf("%-8s %7zu %9.0f %9.0f %9.0f | %9.0f %9.0f %6llu %9.0f | %9.0f %8llu "
+		       "%9llu\n", size_name(c->slot_bytes, name, sizeof(name)), c->pages,
 		       us(median(c->get, env.rounds)), us(median(c->scan, env.rounds)),
 		       us(median(c->clear, env.rounds)), us(median(c->reap_exit, env.rounds)),
-		       us(median(end, env.rounds)), (unsigned long long)median(c->exits, env.rounds),
+		       us(median(end, env.rounds)),
+		       (unsigned long long)median(c->exits, env.rounds),
 		       us(median(c->ring_sort, env.rounds)), us(c->cut_empty),
 		       (unsigned long long)median(c->rb_drops, env.rounds),
 		       (unsigned long long)median(c->recovered, env.rounds));
 	}
-	printf("\ncut_us: dt_tracer__cut (drain the BPF ring buffer, recover dropped records, sort, "
-	       "resolve GFNs)\nbitmap_us: KVM_GET_DIRTY_LOG + scan into a GFN list + "
-	       "KVM_CLEAR_DIRTY_LOG; ring_us: KVM dirty ring entries read + KVM_RESET_DIRTY_RINGS "
-	       "(%u entries, ring-full exits included, unsorted)\n"
-	       "dt_bpf_KiB: the tracer's BPF maps (memlock); dt_heap_KiB: harvester heap held after "
-	       "the first cut (n/a: malloc is not glibc's, e.g. under ASan); kvm_bm_KiB: KVM's dirty bitmap, 2 x slot/32768 (logging on measured "
-	       "%+.0f KiB of vmalloc for the largest slot); kvm_md_MiB: KVM's per-slot metadata "
-	       "(vmalloc at slot creation)\n", env.ring,
+	printf("\n"
+	       "cut_us      dt_tracer__cut: drain the BPF ring buffer, recover dropped records, "
+	       "sort, resolve GFNs\n"
+	       "bitmap_us   KVM_GET_DIRTY_LOG + scan into a GFN list + KVM_CLEAR_DIRTY_LOG\n"
+	       "ring_us     KVM dirty ring (%u entries): entries read + KVM_RESET_DIRTY_RINGS, "
+	       "ring-full exits included, unsorted\n"
+	       "dt_bpf_KiB  the tracer's BPF maps (memlock)\n"
+	       "dt_heap_KiB harvester heap held after the first cut (n/a: not glibc's malloc, "
+	       "e.g. ASan)\n"
+	       "kvm_bm_KiB  KVM's dirty bitmap, 2 x slot/32768 (turning logging on: %+.0f KiB "
+	       "of vmalloc, largest slot)\n"
+	       "kvm_md_MiB  KVM's own per-slot metadata (vmalloc at slot creation)\n", env.ring,
 	       cs[n - 1].kvm_log_vmalloc / 1024.0);
 }
 
@@ -628,16 +636,19 @@ static void print_json(const struct bench_case *cs, size_t n)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: list-vs-bitmap [--quick] [--rounds N] [--ring ENTRIES] [--json] [-v]\n"
-		"  the cost of an epoch's dirty list: dirtytrace cut vs KVM dirty bitmap vs KVM "
-		"dirty ring,\n  for 1 GiB, 64 GiB and 1 TiB slots with 1,000 and 100,000 dirty pages\n"
-		"  --quick        1,000 pages, 1 GiB and 64 GiB slots only (CI: it still runs)\n"
-		"  --rounds N     epochs per case, median reported (1..%d, default 5)\n"
-		"  --ring N       dirty ring entries per vCPU (power of 2, 256..65536, default 65536)\n"
-		"  --slot GIB     only this slot size (1..8192 GiB)\n"
-		"  --pages N      only this many dirty pages (1..786432, at most the slot's pages)\n"
-		"  --json         one JSON object instead of the tables\n"
-		"  -v             per-round values and the tracer's maps\n", MAX_ROUNDS);
+	fprintf(f,
+		"usage: list-vs-bitmap [--quick] [--rounds N] [--ring N] [--ringbuf B] [--slot GIB]\n"
+		"                      [--pages N] [--json] [-v]\n"
+		"The cost of an epoch's dirty list: dirtytrace cut vs KVM dirty bitmap vs KVM\n"
+		"dirty ring, for 1 GiB, 64 GiB and 1 TiB slots with 1,000 and 100,000 dirty pages.\n"
+		"  --quick      1,000 pages, 1 GiB and 64 GiB slots only (CI: it still runs)\n"
+		"  --rounds N   epochs per case, median reported (1..%d, default 5)\n"
+		"  --ring N     dirty ring entries per vCPU (power of 2, 256..65536; 65536)\n"
+		"  --ringbuf B  the tracer's BPF ring buffer, bytes (power of 2 >= 4096; 4 MiB)\n"
+		"  --slot GIB   only this slot size (1..8192 GiB)\n"
+		"  --pages N    only this many dirty pages (1..786432, at most the slot's pages)\n"
+		"  --json       one JSON object instead of the tables\n"
+		"  -v           per-round values and the tracer's maps\n", MAX_ROUNDS);
 }
 
 static void parse_args(int argc, char **argv)
@@ -648,6 +659,7 @@ static void parse_args(int argc, char **argv)
 		{ "ring", required_argument, NULL, 'R' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "slot", required_argument, NULL, 's' },
+		{ "ringbuf", required_argument, NULL, 'b' },
 		{ "pages", required_argument, NULL, 'p' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -682,6 +694,15 @@ static void parse_args(int argc, char **argv)
 			break;
 		case 'j':
 			env.json = true;
+			break;
+		case 'b':
+			v = strtol(optarg, &end, 10);
+			if (*end || v < 4096 || v > (1l << 30) || (v & (v - 1))) {
+				fprintf(stderr, "list-vs-bitmap: --ringbuf: expected a power of 2 in "
+					"4096..1073741824, got '%s'\n", optarg);
+				exit(2);
+			}
+			env.ringbuf = v;
 			break;
 		case 's':
 			v = strtol(optarg, &end, 10);
