@@ -669,6 +669,7 @@ static void parse_args(int argc, char **argv)
 	long v;
 	int o;
 
+	opterr = 0;	/* one line of our own for a bad option */
 	while ((o = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
 		switch (o) {
 		case 'q':
@@ -729,7 +730,8 @@ static void parse_args(int argc, char **argv)
 			usage(stdout);
 			exit(0);
 		default:
-			usage(stderr);
+			fprintf(stderr, "list-vs-bitmap: bad option or missing value: '%s' (--help "
+				"lists the options)\n", argv[optind - 1]);
 			exit(2);
 		}
 	}
