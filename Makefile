@@ -3,7 +3,8 @@
 # make              BPF objects, skeletons, libdirtytrace (.a, .so, .pc) and tools, into .output/
 # make demo         a demo VM watched by dirtytop
 # make check        install missing Debian packages, build, run every test (also under ASan/UBSan)
-# make bench        benchmarks (dirtytop's CPU, capture cost per event)
+# make bench        benchmarks (dirtytop's CPU, capture cost per event, list vs bitmap)
+#                   BENCH_ARGS=--quick: the list-vs-bitmap bench in its CI size
 # make vmlinux      regenerate vmlinux.h from this kernel's BTF
 # make install      tools, library, headers, dirtytrace.pc, man pages, bash completion
 #                   (PREFIX=/usr/local, DESTDIR for staging); make uninstall removes exactly those
@@ -72,6 +73,8 @@ MAN_PAGES := $(patsubst %,$(OUTPUT)/man/%,$(MAN_NAMES))
 TEST_NAMES := check_gfnset check_window check_plan check_top check_trace check_install check_discover check_bpf check_exact check_tools check_dirtytop check_checkpoint check_trigger check_qemu
 TEST_BINS := $(patsubst %,$(OUTPUT)/tests/%,$(TEST_NAMES))
 TEST_COMMON := $(OUTPUT)/tests/testlib.o $(OUTPUT)/tests/vmm.o
+# Benchmarks in C (tests/bench/*.c): built with the tests, run only by make bench.
+BENCH_BINS := $(OUTPUT)/tests/bench/list-vs-bitmap $(OUTPUT)/tests/bench/guest
 
 .DELETE_ON_ERROR:
 .SECONDARY:
@@ -84,9 +87,9 @@ lib: $(LIB_A) $(LIB_SO_REAL) $(LIB_SO) $(PC)
 tools: $(TOOL_BINS) $(patsubst %,$(OUTPUT)/bin/%,$(EXAMPLES))
 man: $(MAN_PAGES)
 tests: $(TEST_BINS) $(OUTPUT)/tests/vmm_selftest $(OUTPUT)/tests/qemu-guest.elf \
-       $(OUTPUT)/tests/fuzz_trace $(OUTPUT)/tests/bench-guest
+       $(OUTPUT)/tests/fuzz_trace $(BENCH_BINS)
 
-$(OUTPUT) $(OUTPUT)/lib $(OUTPUT)/bin $(OUTPUT)/tests $(OUTPUT)/man:
+$(OUTPUT) $(OUTPUT)/lib $(OUTPUT)/bin $(OUTPUT)/tests $(OUTPUT)/man $(OUTPUT)/tests/bench:
 	$(Q)mkdir -p $@
 
 $(OUTPUT)/%.bpf.o: bpf/%.bpf.c bpf/capture.h vmlinux.h | $(OUTPUT)
@@ -184,6 +187,13 @@ $(OUTPUT)/tests/vmm_selftest: $(OUTPUT)/tests/vmm_selftest.o $(OUTPUT)/tests/vmm
 	$(call msg,BINARY,$@)
 	$(Q)$(CC) $^ -o $@ -pthread $(LDSAN)
 
+# list vs bitmap reads the tracer's maps through the library's internal header (src/tracer.h).
+$(OUTPUT)/tests/bench/list-vs-bitmap: tests/bench/list-vs-bitmap.c $(OUTPUT)/tests/vmm.o $(LIB_A) \
+				      tests/vmm.h src/tracer.h src/internal.h | $(OUTPUT)/tests/bench
+	$(call msg,BINARY,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests -Isrc $< $(OUTPUT)/tests/vmm.o -o $@ $(LIB_A) $(LIBS) \
+		-pthread $(LDSAN)
+
 # The trace reader under libFuzzer (clang), built from the sources so they are instrumented.
 FUZZ_SRCS := tests/fuzz_trace.c src/trace.c src/util.c
 $(OUTPUT)/tests/fuzz_trace: $(FUZZ_SRCS) src/internal.h include/dirtytrace/dirtytrace.h | $(OUTPUT)/tests
@@ -202,6 +212,9 @@ check: deps
 	$(Q)$(MAKE) --no-print-directory all tests
 	$(Q)$(MAKE) --no-print-directory OUTPUT=.output-san SANITIZE=1 all tests
 	$(Q)tests/run-tests .output .output-san
+	$(Q)tests/bench/run --quick .output > .output/bench-quick.log 2>&1 || \
+		{ cat .output/bench-quick.log; echo "make bench --quick FAILED"; exit 1; }
+	$(Q)echo "make bench --quick: every benchmark runs and its checks pass (.output/bench-quick.log)"
 
 check-sanitize: deps
 	$(Q)$(MAKE) --no-print-directory OUTPUT=.output-san SANITIZE=1 all tests
@@ -213,15 +226,15 @@ demo: deps
 	$(Q)tools/demo
 
 # Benchmarks that run a guest of the test VMM (tests/bench/run drives them).
-$(OUTPUT)/tests/bench-guest: tests/bench/guest.c $(OUTPUT)/tests/vmm.o $(LIB_A) | $(OUTPUT)/tests
+$(OUTPUT)/tests/bench/guest: tests/bench/guest.c $(OUTPUT)/tests/vmm.o $(LIB_A) | $(OUTPUT)/tests/bench
 	$(call msg,BINARY,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) -Itests $< $(OUTPUT)/tests/vmm.o -o $@ $(LIB_A) $(LIBS) -pthread $(LDSAN)
 
 # Speed and memory, measured side by side in one run (never by timed unit tests).
 bench: deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)tests/bench/dirtytop-cpu
-	$(Q)tests/bench/checkpoint-cycles $(OUTPUT)
+	$(Q)$(MAKE) --no-print-directory tests
+	$(Q)tests/bench/run $(BENCH_ARGS) $(OUTPUT)
 
 deps:
 	$(Q)tools/install-deps

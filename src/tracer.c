@@ -361,6 +361,11 @@ enum dt_source_id dt_tracer__source(const struct dt_tracer *t)
 	return t->source;
 }
 
+struct bpf_object *dt_tracer_bpf_object(const struct dt_tracer *t)
+{
+	return t->skel->obj;
+}
+
 size_t dt_tracer__probes(const struct dt_tracer *t, const struct dt_probe **probes)
 {
 	*probes = t->probes;

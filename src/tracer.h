@@ -8,6 +8,7 @@
 
 struct capture;
 struct ring_buffer;
+struct bpf_object;
 
 #define DT_MAX_PROBES 8
 
@@ -40,6 +41,8 @@ struct dt_tracer {
 
 DT_HIDDEN int dt_harvest_record(void *ctx, void *data, size_t size);
 DT_HIDDEN uint64_t dt_now_ns(void);
+/* The loaded BPF object, for measurements of its maps (tests/bench/list-vs-bitmap). */
+DT_HIDDEN struct bpf_object *dt_tracer_bpf_object(const struct dt_tracer *t);
 /* Fills the vCPU thread map the mark_page_dirty_in_slot sources use. */
 DT_HIDDEN void dt_tracer_sync_threads(struct dt_tracer *t);
 

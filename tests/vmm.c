@@ -23,6 +23,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #define GDT_GPA		0x800ULL
@@ -124,11 +125,21 @@ struct tvm {
 	uint64_t reaped;
 	uint64_t resets;
 	uint64_t epochs;
+	uint64_t reap_ns;
+	uint64_t reap_exit_ns;
 };
 
 static void stat_add(uint64_t *ctr, uint64_t n)
 {
 	__atomic_fetch_add(ctr, n, __ATOMIC_RELAXED);
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /* ---- page lists ---- */
@@ -251,8 +262,9 @@ static int slot_add(struct tvm *vm, uint16_t id, uint64_t gpa, uint64_t size, bo
 	size_t i;
 	int err;
 
+	/* the guest reaches only the part below 4 GiB; the rest may be as large as KVM allows */
 	if (id > MAX_SLOT_ID || !size || (gpa | size) & (TVM_PAGE_SIZE - 1) ||
-	    gpa >= GPA_LIMIT || size > GPA_LIMIT - gpa)
+	    gpa >= GPA_LIMIT || gpa + size < gpa)
 		return -EINVAL;
 	for (i = 0; i < vm->nr_slots; i++) {
 		const struct tvm_slot *o = &vm->slots[i];
@@ -394,13 +406,18 @@ static int ring_reset(struct tvm *vm)
 static int ring_full(struct tvm_vcpu *vc)
 {
 	struct tvm *vm = vc->vm;
+	uint64_t t0 = mono_ns(), dt;
 	int err;
 
 	stat_add(&vm->ring_full_exits, 1);
 	pthread_mutex_lock(&vm->pending_lock);
 	err = ring_collect(vm, vc, &vm->pending);
 	pthread_mutex_unlock(&vm->pending_lock);
-	return err ?: ring_reset(vm);
+	err = err ?: ring_reset(vm);
+	dt = mono_ns() - t0;
+	stat_add(&vm->reap_ns, dt);
+	stat_add(&vm->reap_exit_ns, dt);
+	return err;
 }
 
 /* ---- vCPUs ---- */
@@ -905,6 +922,7 @@ static int append_pages(struct tvm_pages *out, const struct tvm_pages *in)
 
 int tvm_harvest(struct tvm *vm, struct tvm_pages *out)
 {
+	uint64_t t0;
 	size_t s;
 	int i, err;
 
@@ -921,19 +939,17 @@ int tvm_harvest(struct tvm *vm, struct tvm_pages *out)
 		return 0;
 	}
 
+	t0 = mono_ns();
 	pthread_mutex_lock(&vm->pending_lock);
 	err = append_pages(out, &vm->pending);
 	if (!err)
 		tvm_pages_clear(&vm->pending);
 	pthread_mutex_unlock(&vm->pending_lock);
-	if (err)
-		return err;
-	for (i = 0; i < vm->nr_vcpus; i++) {
+	for (i = 0; i < vm->nr_vcpus && !err; i++)
 		err = ring_collect(vm, &vm->vcpus[i], out);
-		if (err)
-			return err;
-	}
-	return ring_reset(vm);
+	err = err ?: ring_reset(vm);
+	stat_add(&vm->reap_ns, mono_ns() - t0);
+	return err;
 }
 
 void tvm_get_stats(const struct tvm *vm, struct tvm_stats *st)
@@ -945,6 +961,8 @@ void tvm_get_stats(const struct tvm *vm, struct tvm_stats *st)
 	st->reaped = __atomic_load_n(&vm->reaped, __ATOMIC_RELAXED);
 	st->resets = __atomic_load_n(&vm->resets, __ATOMIC_RELAXED);
 	st->epochs = __atomic_load_n(&vm->epochs, __ATOMIC_RELAXED);
+	st->reap_ns = __atomic_load_n(&vm->reap_ns, __ATOMIC_RELAXED);
+	st->reap_exit_ns = __atomic_load_n(&vm->reap_exit_ns, __ATOMIC_RELAXED);
 }
 
 /* ---- address patterns ---- */

@@ -85,7 +85,9 @@ uint32_t tvm_vcpu_exit_reason(const struct tvm *vm, int vcpu);
 /*
  * Adds memslot `slot` (1..32767) at guest physical `gpa` (page aligned, below 4 GiB, not
  * overlapping another slot) of `size` bytes (page multiple) backed by anonymous MAP_NORESERVE
- * memory, so large slots cost only the pages the guest touches. Returns 0 or -errno.
+ * memory, so large slots cost only the pages the guest touches. The slot may extend past 4 GiB
+ * (up to what KVM accepts); the 32-bit guest writes only its part below 4 GiB. Returns 0 or
+ * -errno.
  */
 int tvm_add_slot(struct tvm *vm, uint16_t slot, uint64_t gpa, uint64_t size, bool log_dirty);
 /*
@@ -125,6 +127,9 @@ struct tvm_stats {
 	uint64_t reaped;		/* ring entries reaped */
 	uint64_t resets;		/* KVM_RESET_DIRTY_RINGS calls */
 	uint64_t epochs;
+	/* CLOCK_MONOTONIC ns spent reaping rings (entries read, marked, KVM_RESET_DIRTY_RINGS) */
+	uint64_t reap_ns;		/* all of it: ring-full exits and tvm_harvest */
+	uint64_t reap_exit_ns;		/* the part in ring-full exits (vCPU threads) */
 };
 void tvm_get_stats(const struct tvm *vm, struct tvm_stats *st);
 

@@ -307,8 +307,10 @@ static int check_api(void)
 		FAIL("api: overlapping slot accepted");
 	if (tvm_add_slot(vm, 1, 64 * MIB, 4 * MIB, true) != -EEXIST)
 		FAIL("api: duplicate slot id accepted");
-	if (tvm_add_slot(vm, 4, 4 * GIB - TVM_PAGE_SIZE, 2 * TVM_PAGE_SIZE, true) != -EINVAL)
-		FAIL("api: slot crossing 4 GiB accepted");
+	if (tvm_add_slot(vm, 4, 4 * GIB, 2 * TVM_PAGE_SIZE, true) != -EINVAL)
+		FAIL("api: slot starting at 4 GiB accepted");
+	if (tvm_add_slot(vm, 4, 4 * GIB - TVM_PAGE_SIZE, 2 * TVM_PAGE_SIZE, true))
+		FAIL("api: slot crossing 4 GiB refused");
 	if (tvm_gpa_to_page(vm, 512 * MIB, &pg) != -ENOENT || tvm_gpa_to_hva(vm, 512 * MIB))
 		FAIL("api: unmapped gpa resolved");
 	if (tvm_gpa_to_page(vm, 2 * GIB + 5 * TVM_PAGE_SIZE + 8, &pg) || pg.slot != 3 ||

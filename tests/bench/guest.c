@@ -3,9 +3,9 @@
  * Benchmarks that need a running guest (the test VMM, tests/vmm.c), each measured side by side
  * in one run because this host is shared and noisy:
  *
- *   bench-guest overhead [--quick]   the guest's write rate with the capture attached vs not,
+ *   bench/guest overhead [--quick]   the guest's write rate with the capture attached vs not,
  *                                    alternating rounds; median of each, and the slowdown
- *   bench-guest trigger [--quick]    latency from the Nth dirty page (the BPF program's
+ *   bench/guest trigger [--quick]    latency from the Nth dirty page (the BPF program's
  *                                    timestamp) to the woken consumer, p50 / p99 / max
  *
  * Output: "key value" lines the bench runner (tests/bench/run) puts into its table.
@@ -48,7 +48,7 @@ static double pct(double *v, size_t n, double p)
 
 static int die(const char *what, int err)
 {
-	fprintf(stderr, "bench-guest: %s: %s\n", what, strerror(err));
+	fprintf(stderr, "bench/guest: %s: %s\n", what, strerror(err));
 	return 1;
 }
 
@@ -276,6 +276,6 @@ int main(int argc, char **argv)
 		return bench_overhead(quick);
 	if (argc >= 2 && !strcmp(argv[1], "trigger"))
 		return bench_trigger(1, quick) || bench_trigger(2, quick);
-	fprintf(stderr, "usage: bench-guest overhead|trigger [--quick]\n");
+	fprintf(stderr, "usage: bench/guest overhead|trigger [--quick]\n");
 	return 2;
 }
