@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* VM discovery: loads the task_file iterator, reads its records, unloads it. */
+/* VM discovery: the task_file iterator, loaded once per user (a tracer keeps it), read per pass. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,35 +9,63 @@
 #include "internal.h"
 #include "discover.skel.h"
 
-int dt_discover_raw(void **bufp, size_t *lenp)
-{
+/* The iterator, loaded and attached once: a tracer keeps one for its refreshes. */
+struct dt_discoverer {
 	struct discover *skel;
-	struct bpf_link *link = NULL;
+	struct bpf_link *link;
+};
+
+void dt_discoverer__close(struct dt_discoverer *d)
+{
+	if (!d)
+		return;
+	bpf_link__destroy(d->link);
+	discover__destroy(d->skel);
+	free(d);
+}
+
+struct dt_discoverer *dt_discoverer__open(void)
+{
+	struct dt_discoverer *d = calloc(1, sizeof(*d));
+	int err;
+
+	if (!d)
+		return NULL;
+	dt_quiet_libbpf();
+	d->skel = discover__open_and_load();
+	if (!d->skel) {
+		err = -errno;
+		pr_debug("failed to load the VM discovery iterator: %s\n", strerror(-err));
+		goto fail;
+	}
+	d->link = bpf_program__attach_iter(d->skel->progs.dt_discover, NULL);
+	if (!d->link) {
+		err = -errno;
+		pr_debug("failed to attach iter/task_file: %s\n", strerror(-err));
+		goto fail;
+	}
+	return d;
+fail:
+	dt_discoverer__close(d);
+	errno = -err;
+	return NULL;
+}
+
+/* One pass of the iterator: its raw records (malloc'd). */
+int dt_discoverer__read(struct dt_discoverer *d, void **bufp, size_t *lenp)
+{
 	unsigned char *buf = NULL;
 	size_t len = 0, cap = 0;
-	int iter_fd = -1, err;
+	int iter_fd, err;
 	ssize_t n;
 
 	*bufp = NULL;
 	*lenp = 0;
-	dt_quiet_libbpf();
-	skel = discover__open_and_load();
-	if (!skel) {
-		err = -errno;
-		pr_debug("failed to load the VM discovery iterator: %s\n", strerror(-err));
-		return err;
-	}
-	link = bpf_program__attach_iter(skel->progs.dt_discover, NULL);
-	if (!link) {
-		err = -errno;
-		pr_debug("failed to attach iter/task_file: %s\n", strerror(-err));
-		goto out;
-	}
-	iter_fd = bpf_iter_create(bpf_link__fd(link));
+	iter_fd = bpf_iter_create(bpf_link__fd(d->link));
 	if (iter_fd < 0) {
 		err = -errno;
 		pr_debug("failed to create the discovery iterator: %s\n", strerror(-err));
-		goto out;
+		return err;
 	}
 	for (;;) {
 		err = dt_grow((void **)&buf, &cap, len + 16384, 1);
@@ -61,24 +89,48 @@ int dt_discover_raw(void **bufp, size_t *lenp)
 	err = 0;
 out:
 	free(buf);
-	if (iter_fd >= 0)
-		close(iter_fd);
-	bpf_link__destroy(link);
-	discover__destroy(skel);
+	close(iter_fd);
 	return err;
 }
 
-int dt_vms__discover(struct dt_vm_list **out)
+int dt_discoverer__vms(struct dt_discoverer *d, struct dt_vm_list **out)
 {
 	void *buf;
 	size_t len;
 	int err;
 
 	*out = NULL;
-	err = dt_discover_raw(&buf, &len);
+	err = dt_discoverer__read(d, &buf, &len);
 	if (err)
 		return err;
 	err = dt_vms__parse(buf, len, out);
 	free(buf);
+	return err;
+}
+
+int dt_discover_raw(void **bufp, size_t *lenp)
+{
+	struct dt_discoverer *d = dt_discoverer__open();
+	int err;
+
+	*bufp = NULL;
+	*lenp = 0;
+	if (!d)
+		return -errno;
+	err = dt_discoverer__read(d, bufp, lenp);
+	dt_discoverer__close(d);
+	return err;
+}
+
+int dt_vms__discover(struct dt_vm_list **out)
+{
+	struct dt_discoverer *d = dt_discoverer__open();
+	int err;
+
+	*out = NULL;
+	if (!d)
+		return -errno;
+	err = dt_discoverer__vms(d, out);
+	dt_discoverer__close(d);
 	return err;
 }

@@ -68,5 +68,10 @@ DT_HIDDEN const struct dt_vm *dt_vm_list__find_kvm(const struct dt_vm_list *list
 
 /* Runs the discovery iterator and returns its raw output (malloc'd). */
 DT_HIDDEN int dt_discover_raw(void **buf, size_t *len);
+struct dt_discoverer;
+DT_HIDDEN struct dt_discoverer *dt_discoverer__open(void);
+DT_HIDDEN void dt_discoverer__close(struct dt_discoverer *d);
+DT_HIDDEN int dt_discoverer__read(struct dt_discoverer *d, void **buf, size_t *len);
+DT_HIDDEN int dt_discoverer__vms(struct dt_discoverer *d, struct dt_vm_list **out);
 
 #endif /* DT_INTERNAL_H */

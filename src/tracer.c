@@ -240,7 +240,10 @@ int dt_tracer__refresh(struct dt_tracer *t)
 	struct dt_vm_list *vms;
 	int err;
 
-	err = dt_vms__discover(&vms);
+	/* loaded at the first refresh and kept: dirtytop refreshes every interval */
+	if (!t->disc && !(t->disc = dt_discoverer__open()))
+		return -errno;
+	err = dt_discoverer__vms(t->disc, &vms);
 	if (err)
 		return err;
 	dt_vm_list__free(t->vms);
@@ -338,6 +341,7 @@ void dt_tracer__close(struct dt_tracer *t)
 	ring_buffer__free(t->rb);
 	capture__destroy(t->skel);
 	dt_vm_list__free(t->vms);
+	dt_discoverer__close(t->disc);
 	dt_pageset_free(&t->sets[0]);
 	dt_pageset_free(&t->sets[1]);
 	close(t->quiesce_fd);

@@ -21,6 +21,7 @@ struct dt_tracer {
 	char why[DT_MAX_PROBES][160];
 
 	struct dt_vm_list *vms;		/* latest discovery */
+	struct dt_discoverer *disc;	/* the discovery iterator, kept loaded */
 	bool need_refresh;		/* a record named a slot discovery does not know */
 
 	/* pages of the current and the next epoch, by epoch parity (see dt_tracer__cut) */

@@ -125,7 +125,7 @@ static char *slurp(const char *path)
 /* JSON keys are an API: every key dirtytop prints is in its man page and in the README. */
 static void assert_keys_documented(const char *frame)
 {
-	char *man = slurp("tools/dirtytop.8"), *readme = slurp("README.md");
+	char *man = slurp("tools/man/dirtytop.8.scd"), *readme = slurp("README.md");
 	int keys = 0;
 
 	for (const char *p = strchr(frame, '"'); p; p = strchr(p, '"')) {
@@ -138,10 +138,10 @@ static void assert_keys_documented(const char *frame)
 			continue;
 		}
 		snprintf(key, sizeof(key), "%.*s", (int)(end - p - 1), p + 1);
-		/* in roff every key is bold; in the README it is in backquotes */
-		snprintf(man_key, sizeof(man_key), " %s", key);
+		/* in the man page's scdoc source every key is bold; in the README in backquotes */
+		snprintf(man_key, sizeof(man_key), "*%s*", key);
 		snprintf(md_key, sizeof(md_key), "`%s`", key);
-		ck_assert_msg(strstr(man, man_key), "JSON key %s not in tools/dirtytop.8", key);
+		ck_assert_msg(strstr(man, man_key), "JSON key %s not in tools/man/dirtytop.8.scd", key);
 		ck_assert_msg(strstr(readme, md_key), "JSON key %s not in README.md", key);
 		keys++;
 		p = end + 1;
