@@ -24,6 +24,7 @@ INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 MANDIR ?= $(PREFIX)/share/man
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 INSTALL ?= install
 ARCH := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/;s/ppc64le/powerpc/;s/s390x/s390/')
 
@@ -239,7 +240,7 @@ INSTALLED := $(addprefix $(SBINDIR)/,$(TOOLS)) \
 	$(addprefix $(LIBDIR)/libdirtytrace.,a so so.$(SOVERSION) so.$(VERSION)) \
 	$(addprefix $(INCLUDEDIR)/dirtytrace/,$(notdir $(HEADERS))) $(PKGCONFIGDIR)/dirtytrace.pc \
 	$(foreach m,$(MAN_NAMES),$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(m)) \
-	$(addprefix $(BASHCOMPDIR)/,$(TOOLS))
+	$(addprefix $(BASHCOMPDIR)/,$(TOOLS)) $(SYSTEMDUNITDIR)/dirtytrace-exporter.service
 
 install: all
 	$(call msg,INSTALL,$(DESTDIR)$(PREFIX))
@@ -259,6 +260,10 @@ install: all
 	$(Q)for t in $(filter-out dirtytrace,$(TOOLS)); do \
 		ln -sf dirtytrace $(DESTDIR)$(BASHCOMPDIR)/$$t || exit; \
 	done
+	$(Q)$(INSTALL) -d $(DESTDIR)$(SYSTEMDUNITDIR)
+	$(Q)sed 's|@SBINDIR@|$(SBINDIR)|g' tools/dirtytrace-exporter.service \
+		> $(DESTDIR)$(SYSTEMDUNITDIR)/dirtytrace-exporter.service
+	$(Q)chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/dirtytrace-exporter.service
 	$(Q)if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
 
 uninstall:
