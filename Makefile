@@ -25,6 +25,7 @@ INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 MANDIR ?= $(PREFIX)/share/man
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 INSTALL ?= install
 ARCH := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/;s/ppc64le/powerpc/;s/s390x/s390/')
 
@@ -70,7 +71,7 @@ MAN_NAMES := $(patsubst tools/man/%.scd,%,$(wildcard tools/man/*.scd))
 MAN_PAGES := $(patsubst %,$(OUTPUT)/man/%,$(MAN_NAMES))
 
 # Tests: Check suites, each one binary, tagged by what they need (see tests/run-tests).
-TEST_NAMES := check_gfnset check_window check_plan check_top check_trace check_install check_discover check_bpf check_exact check_tools check_dirtytop check_checkpoint check_trigger check_qemu
+TEST_NAMES := check_gfnset check_window check_plan check_top check_trace check_install check_discover check_bpf check_exact check_tools check_dirtytop check_checkpoint check_trigger check_qemu check_exporter
 TEST_BINS := $(patsubst %,$(OUTPUT)/tests/%,$(TEST_NAMES))
 TEST_COMMON := $(OUTPUT)/tests/testlib.o $(OUTPUT)/tests/vmm.o
 # Benchmarks in C (tests/bench/*.c): built with the tests, run only by make bench.
@@ -145,7 +146,7 @@ $(OUTPUT)/man/%: tools/man/%.scd | $(OUTPUT)/man
 
 $(OUTPUT)/bin/%: tools/%.c tools/common.h $(LIB_A) $(wildcard include/dirtytrace/*.h) | $(OUTPUT)/bin
 	$(call msg,BINARY,$@)
-	$(Q)$(CC) $(ALL_CFLAGS) $< -o $@ $(LIB_A) $(LIBS) $(TOOL_LIBS) $(LDSAN)
+	$(Q)$(CC) $(ALL_CFLAGS) $< $(TOOL_SRCS) -o $@ $(LIB_A) $(LIBS) $(TOOL_LIBS) $(LDSAN)
 
 # The demo VM runs on the project's test VMM.
 $(OUTPUT)/bin/dirtydemo: tools/dirtydemo.c tests/vmm.c tests/vmm.h | $(OUTPUT)/bin
@@ -156,6 +157,11 @@ $(OUTPUT)/bin/dirtydemo: tools/dirtydemo.c tests/vmm.c tests/vmm.h | $(OUTPUT)/b
 $(OUTPUT)/bin/dtstream-client: tools/dtstream-client.c | $(OUTPUT)/bin
 	$(call msg,BINARY,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $< -o $@ -lz $(LDSAN)
+
+# dirtytrace's exporter command lives in its own file, with its HTTP thread.
+$(OUTPUT)/bin/dirtytrace: tools/exporter.c tools/exporter.h
+$(OUTPUT)/bin/dirtytrace: TOOL_SRCS = tools/exporter.c
+$(OUTPUT)/bin/dirtytrace: TOOL_LIBS = -pthread
 
 # ncurses draws dirtytop's screen: terminal handling, resize and restore are its job, not ours.
 $(OUTPUT)/bin/dirtytop: TOOL_LIBS = $(shell pkg-config --libs ncursesw 2>/dev/null || echo -lncursesw)
@@ -173,6 +179,9 @@ $(OUTPUT)/tests/check_%: $(OUTPUT)/tests/check_%.o $(TEST_COMMON) $(LIB_A)
 $(OUTPUT)/tests/check_install: tests/check_install.sh | $(OUTPUT)/tests
 	$(call msg,SCRIPT,$@)
 	$(Q)$(INSTALL) -m 0755 $< $@
+
+# The exporter's test drives its own functions (exposition text, HTTP routing, address parsing).
+$(OUTPUT)/tests/check_exporter.o: tools/exporter.c tools/exporter.h tools/common.h
 
 # The checkpointer's test drives the example's own functions.
 $(OUTPUT)/tests/check_checkpoint.o: tools/dtcheckpoint.c tools/common.h
@@ -244,7 +253,7 @@ INSTALLED := $(addprefix $(SBINDIR)/,$(TOOLS)) \
 	$(addprefix $(LIBDIR)/libdirtytrace.,a so so.$(SOVERSION) so.$(VERSION)) \
 	$(addprefix $(INCLUDEDIR)/dirtytrace/,$(notdir $(HEADERS))) $(PKGCONFIGDIR)/dirtytrace.pc \
 	$(foreach m,$(MAN_NAMES),$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(m)) \
-	$(addprefix $(BASHCOMPDIR)/,$(TOOLS))
+	$(addprefix $(BASHCOMPDIR)/,$(TOOLS)) $(SYSTEMDUNITDIR)/dirtytrace-exporter.service
 
 install: all
 	$(call msg,INSTALL,$(DESTDIR)$(PREFIX))
@@ -264,6 +273,10 @@ install: all
 	$(Q)for t in $(filter-out dirtytrace,$(TOOLS)); do \
 		ln -sf dirtytrace $(DESTDIR)$(BASHCOMPDIR)/$$t || exit; \
 	done
+	$(Q)$(INSTALL) -d $(DESTDIR)$(SYSTEMDUNITDIR)
+	$(Q)sed 's|@SBINDIR@|$(SBINDIR)|g' tools/dirtytrace-exporter.service \
+		> $(DESTDIR)$(SYSTEMDUNITDIR)/dirtytrace-exporter.service
+	$(Q)chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/dirtytrace-exporter.service
 	$(Q)if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
 
 uninstall:

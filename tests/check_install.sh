@@ -101,6 +101,7 @@ expected_files()
 		echo "$P/lib/libdirtytrace.so.$soversion"
 		echo "$P/lib/libdirtytrace.so.$version"
 		echo "$P/lib/pkgconfig/dirtytrace.pc"
+		echo "$P/lib/systemd/system/dirtytrace-exporter.service"
 		for h in "$root"/include/dirtytrace/*.h; do
 			echo "$P/include/dirtytrace/${h##*/}"
 		done
@@ -126,6 +127,10 @@ t_install_files()
 	done
 	[ "$(stat -c %a "$D$P/include/dirtytrace/dirtytrace.h")" = 644 ] || err "header mode"
 	[ "$(stat -c %a "$D$P/lib/libdirtytrace.a")" = 644 ] || err "libdirtytrace.a mode"
+	# the exporter's unit runs the installed dirtytrace
+	grep -qx "ExecStart=$P/sbin/dirtytrace exporter" \
+		"$D$P/lib/systemd/system/dirtytrace-exporter.service" ||
+		err "dirtytrace-exporter.service: ExecStart is not $P/sbin/dirtytrace exporter"
 	[ "$(readlink "$D$P/lib/libdirtytrace.so")" = "libdirtytrace.so.$soversion" ] ||
 		err "libdirtytrace.so -> $(readlink "$D$P/lib/libdirtytrace.so")"
 	[ "$(readlink "$D$P/lib/libdirtytrace.so.$soversion")" = "libdirtytrace.so.$version" ] ||
@@ -178,7 +183,9 @@ t_pkgconfig()
 	[ -x "$d2/usr/sbin/dirtytrace" ] && [ -f "$d2/usr/share/man/man8/dirtytop.8" ] &&
 	[ -f "$d2/usr/share/bash-completion/completions/dirtytrace" ] &&
 	[ -f "$d2/usr/include/dirtytrace/dirtytrace.h" ] &&
-	[ -f "$d2/usr/lib/x86_64-linux-gnu/libdirtytrace.so.$version" ] ||
+	[ -f "$d2/usr/lib/x86_64-linux-gnu/libdirtytrace.so.$version" ] &&
+	grep -q "ExecStart=/usr/sbin/dirtytrace exporter" \
+		"$d2/usr/lib/systemd/system/dirtytrace-exporter.service" ||
 		err "PREFIX=/usr: files not where expected: $(tree "$d2" | tr '\n' ' ')"
 	dt_make uninstall DESTDIR="$d2" PREFIX=/usr LIBDIR=/usr/lib/x86_64-linux-gnu >/dev/null ||
 		err "make uninstall PREFIX=/usr failed"
@@ -261,7 +268,7 @@ t_man_pages()
 	done
 	text=$(MANWIDTH=80 man -l "$D$P/share/man/man8/dirtytrace.8" 2>/dev/null | col -bx)
 	grep -qx "JSON OUTPUT" <<<"$text" || err "dirtytrace.8: no JSON OUTPUT section"
-	for s in vms gfns record report stream; do
+	for s in vms gfns record report stream exporter; do
 		grep -q "^ *dirtytrace .*$s" <<<"$(sed -n '/^SYNOPSIS/,/^DESCRIPTION/p' <<<"$text")" ||
 			err "dirtytrace.8: SYNOPSIS lacks $s"
 		grep -qE "^ {7}$s( |\$)" <<<"$text" || err "dirtytrace.8: command $s not described"
@@ -310,7 +317,7 @@ t_completion()
 
 	[ -f "$D$P/share/bash-completion/completions/dirtytrace" ] ||
 		{ err "no completion installed"; return; }
-	expect_completion "gfns record report stream vms" dirtytrace ""
+	expect_completion "exporter gfns record report stream vms" dirtytrace ""
 	expect_completion "record report" dirtytrace r
 	expect_completion "stream" dirtytrace -v st
 	expect_completion "--duration" dirtytrace gfns --du
@@ -333,7 +340,7 @@ t_completion()
 	expect_completion "--json" dirtytrace report "$tmp/files/vm1.dtt" --js
 	# every long option --help lists is offered somewhere
 	for o in $(help_options dirtytrace); do
-		for cmd in "" vms gfns record report stream; do
+		for cmd in "" vms gfns record report stream exporter; do
 			[[ " $(complete_words dirtytrace $cmd --) " == *" $o "* ]] && continue 2
 		done
 		err "completion never offers dirtytrace $o"

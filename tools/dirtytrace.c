@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <dirtytrace/dirtytrace.h>
 #include "common.h"
+#include "exporter.h"
 
 #define PROG "dirtytrace"
 
@@ -36,6 +37,8 @@ static struct env {
 	const char *socket;	/* stream --socket PATH */
 	size_t client_buffer;	/* stream: bytes queued for one client before it is dropped */
 	const char *file;	/* report FILE */
+	const char *listen;	/* exporter --listen ADDR:PORT */
+	unsigned int client_timeout_ms;	/* exporter: a scrape's whole exchange */
 } env = { .interval_ms = 1000, .client_buffer = 16u << 20 };
 
 static volatile sig_atomic_t exiting;
@@ -53,12 +56,15 @@ static const char doc[] =
 "  report F            what trace F says: rates, working sets, vCPU/slot shares, hot regions\n"
 "  stream -p PID       every epoch's GFN list to stdout (--epoch-ms MS or --trigger PAGES;\n"
 "                      --format json or bin)\n"
+"  exporter            serve Prometheus metrics of every VM on /metrics (--listen ADDR:PORT,\n"
+"                      default " EXP_DEFAULT_LISTEN ")\n"
 "\n"
 "EXAMPLES:\n"
 "  dirtytrace vms --json          # every VM, as JSON\n"
 "  dirtytrace gfns -p 1234 -d 5   # pages VM 1234 dirties in 5 s\n"
 "  dirtytrace -v gfns -p 1234     # until Ctrl-C; -v says which event source is used\n"
-"  dirtytrace record -p 1234 -d 60 -o vm.dtt && dirtytrace report vm.dtt\n";
+"  dirtytrace record -p 1234 -d 60 -o vm.dtt && dirtytrace report vm.dtt\n"
+"  dirtytrace exporter --listen :19555   # Prometheus metrics on every address\n";
 
 static const struct argp_option opts[] = {
 	{ "verbose", 'v', NULL, 0, "Say which event sources were tried and chosen (-vv: libbpf too)", 0 },
@@ -79,6 +85,10 @@ static const struct argp_option opts[] = {
 	  "instead of stdout", 0 },
 	{ "client-buffer", 'B', "BYTES", 0, "stream: drop a client with more than this queued "
 	  "(16777216)", 0 },
+	{ "listen", 'L', "ADDR:PORT", 0, "exporter: serve /metrics here (" EXP_DEFAULT_LISTEN
+	  "; :PORT: every address)", 0 },
+	{ "client-timeout", 'C', "SECONDS", 0, "exporter: close a connection not done within this "
+	  "(10)", 0 },
 	{ NULL, 'h', NULL, OPTION_HIDDEN, "Show this help", 0 },
 	{},
 };
@@ -171,6 +181,19 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 			die_usage(state, "unknown format: %s (json or bin)", arg);
 		env.bin = !strcmp(arg, "bin");
 		break;
+	case 'L':
+		env.listen = arg;
+		break;
+	case 'C': {
+		double secs;
+
+		errno = 0;
+		secs = strtod(arg, &end);
+		if (errno || *end || secs < 0.1 || secs > 3600)
+			die_usage(state, "invalid client timeout: %s (0.1 to 3600 seconds)", arg);
+		env.client_timeout_ms = secs * 1000;
+		break;
+	}
 	case ARGP_KEY_ARG:
 		if (!env.cmd)
 			env.cmd = arg;
@@ -181,7 +204,8 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 		break;
 	case ARGP_KEY_END:
 		if (!env.cmd)
-			die_usage(state, "%s", "missing command (vms, gfns, record, report or stream)");
+			die_usage(state, "%s",
+				  "missing command (vms, gfns, record, report, stream or exporter)");
 		break;
 	default:
 		return ARGP_ERR_UNKNOWN;
@@ -1283,6 +1307,21 @@ out:
 	return ret;
 }
 
+/* ---- exporter: Prometheus metrics (tools/exporter.c) ---- */
+
+static int cmd_exporter(void)
+{
+	struct exp_opts o = {
+		.listen = env.listen, .interval_ms = env.interval_ms,
+		.client_timeout_ms = env.client_timeout_ms, .sources = env.sources,
+		.ringbuf = env.ringbuf, .verbose = env.verbose,
+	};
+
+	signal(SIGINT, sig_handler);
+	signal(SIGTERM, sig_handler);
+	return exp_run(PROG, &o, &exiting);
+}
+
 static const struct cmd {
 	const char *name;
 	int (*fn)(void);
@@ -1292,6 +1331,7 @@ static const struct cmd {
 	{ "record", cmd_record },
 	{ "report", cmd_report },
 	{ "stream", cmd_stream },
+	{ "exporter", cmd_exporter },
 };
 
 int main(int argc, char **argv)
@@ -1306,8 +1346,9 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		if (strcmp(env.cmd, cmds[i].name))
 			continue;
-		err = cmds[i].fn == cmd_report ? 0 : preflight();	/* a file needs no BPF */
+		/* a file needs no BPF; the exporter checks its address first, then the rest */
+		err = cmds[i].fn == cmd_report || cmds[i].fn == cmd_exporter ? 0 : preflight();
 		return err ? err : cmds[i].fn();
 	}
-	return fail("unknown command '%s' (vms, gfns, record, report or stream)", env.cmd);
+	return fail("unknown command '%s' (vms, gfns, record, report, stream or exporter)", env.cmd);
 }

@@ -92,8 +92,9 @@ _dirtytrace()
 {
 	local opt cur eqprefix cmd
 	local takes="-p --pid -d --duration -i --interval -s --source -r --ringbuf -o --output
-		-E --epoch-ms -T --trigger -F --format -S --socket -B --client-buffer"
-	local commands="vms gfns record report stream"
+		-E --epoch-ms -T --trigger -F --format -S --socket -B --client-buffer
+		-L --listen -C --client-timeout"
+	local commands="vms gfns record report stream exporter"
 	local global="-v --verbose -? --help --usage -V --version"
 	local opts
 
@@ -109,6 +110,10 @@ _dirtytrace()
 		;;
 	-F|--format)
 		_dirtytrace_reply "json bin" "$cur" "$eqprefix"
+		return
+		;;
+	-L|--listen)
+		_dirtytrace_reply "127.0.0.1:19555 :19555 [::1]:19555" "$cur" "$eqprefix"
 		return
 		;;
 	-o|--output|-S|--socket)
@@ -139,7 +144,8 @@ _dirtytrace()
 	stream)
 		opts="-p --pid -E --epoch-ms -i --interval -T --trigger -F --format -d --duration
 			-S --socket -B --client-buffer -s --source -r --ringbuf -e --events" ;;
-	# exporter: its options go here, and "exporter" into $commands
+	exporter)
+		opts="-L --listen -C --client-timeout -i --interval -s --source -r --ringbuf" ;;
 	"")
 		if [[ $cur != -* ]]; then
 			_dirtytrace_reply "$commands" "$cur" ""
