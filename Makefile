@@ -3,7 +3,7 @@
 # make              BPF objects, skeletons, libdirtytrace (.a, .so, .pc) and tools, into .output/
 # make demo         a demo VM watched by dirtytop
 # make check        install missing Debian packages, build, run every test (also under ASan/UBSan)
-# make bench        benchmarks (dirtytop's CPU, capture cost per event)
+# make bench        benchmarks (capture throughput, dirtytop's CPU, capture cost per event)
 # make vmlinux      regenerate vmlinux.h from this kernel's BTF
 # V=1               show full commands
 OUTPUT ?= .output
@@ -52,6 +52,8 @@ TOOL_BINS := $(patsubst %,$(OUTPUT)/bin/%,$(TOOLS))
 TEST_NAMES := check_gfnset check_window check_top check_trace check_discover check_bpf check_exact check_tools check_dirtytop check_checkpoint check_trigger check_qemu
 TEST_BINS := $(patsubst %,$(OUTPUT)/tests/%,$(TEST_NAMES))
 TEST_COMMON := $(OUTPUT)/tests/testlib.o $(OUTPUT)/tests/vmm.o
+# Benchmarks built from C (tests/bench/*.c); run by make bench, and with --quick by run-tests.
+BENCH_BINS := $(OUTPUT)/bench/capture-throughput
 
 .DELETE_ON_ERROR:
 .SECONDARY:
@@ -62,9 +64,9 @@ all: lib tools
 lib: $(LIB_A) $(LIB_SO) $(PC)
 tools: $(TOOL_BINS)
 tests: $(TEST_BINS) $(OUTPUT)/tests/vmm_selftest $(OUTPUT)/tests/qemu-guest.elf \
-       $(OUTPUT)/tests/fuzz_trace
+       $(OUTPUT)/tests/fuzz_trace $(BENCH_BINS)
 
-$(OUTPUT) $(OUTPUT)/lib $(OUTPUT)/bin $(OUTPUT)/tests:
+$(OUTPUT) $(OUTPUT)/lib $(OUTPUT)/bin $(OUTPUT)/tests $(OUTPUT)/bench:
 	$(Q)mkdir -p $@
 
 $(OUTPUT)/%.bpf.o: bpf/%.bpf.c bpf/capture.h vmlinux.h | $(OUTPUT)
@@ -131,6 +133,14 @@ $(OUTPUT)/tests/vmm_selftest: $(OUTPUT)/tests/vmm_selftest.o $(OUTPUT)/tests/vmm
 	$(call msg,BINARY,$@)
 	$(Q)$(CC) $^ -o $@ -pthread $(LDSAN)
 
+# Capture throughput: drives the capture program through the library's internal synthetic open
+# (src/internal.h) and compares it with a bare ring buffer (bpf/rbbench.bpf.c).
+$(OUTPUT)/bench/capture-throughput: tests/bench/capture-throughput.c $(OUTPUT)/rbbench.skel.h \
+				    $(OUTPUT)/tests/vmm.o $(LIB_A) src/internal.h | $(OUTPUT)/bench
+	$(call msg,BINARY,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -Isrc -Itests $< $(OUTPUT)/tests/vmm.o -o $@ $(LIB_A) $(LIBS) \
+		-pthread $(LDSAN)
+
 # The trace reader under libFuzzer (clang), built from the sources so they are instrumented.
 FUZZ_SRCS := tests/fuzz_trace.c src/trace.c src/util.c
 $(OUTPUT)/tests/fuzz_trace: $(FUZZ_SRCS) src/internal.h include/dirtytrace/dirtytrace.h | $(OUTPUT)/tests
@@ -161,7 +171,8 @@ demo: deps
 
 # Speed and memory, measured side by side in one run (never by timed unit tests).
 bench: deps
-	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory all $(BENCH_BINS)
+	$(Q)$(OUTPUT)/bench/capture-throughput
 	$(Q)tests/bench/dirtytop-cpu
 	$(Q)tests/bench/checkpoint-cycles $(OUTPUT)
 

@@ -68,4 +68,17 @@ DT_HIDDEN const struct dt_vm *dt_vm_list__find_kvm(const struct dt_vm_list *list
 /* Runs the discovery iterator and returns its raw output (malloc'd). */
 DT_HIDDEN int dt_discover_raw(void **buf, size_t *len);
 
+/*
+ * Benchmarks only (tests/bench/capture-throughput.c); no tool sets it. DT_OPEN_SYNTHETIC loads
+ * the ring-push page source together with the synthetic driver (dt_synth_drive in
+ * bpf/capture.bpf.c) and attaches nothing: every event then comes from the driver, run through
+ * BPF_PROG_TEST_RUN, and is harvested and cut as usual. opts->sources must allow the ring push.
+ */
+#define DT_OPEN_SYNTHETIC 0x1
+struct dt_tracer;
+DT_HIDDEN struct dt_tracer *dt_tracer_open_flags(const struct dt_tracer_opts *opts,
+						 unsigned int flags);
+/* The synthetic driver's program fd (ctx: struct dt_synth_args), or -ENOENT without it. */
+DT_HIDDEN int dt_tracer_synth_fd(const struct dt_tracer *t);
+
 #endif /* DT_INTERNAL_H */
