@@ -40,8 +40,8 @@
 
 #define MAX_ROUNDS	 32
 #define MAX_PRODUCERS	 2
-#define CHUNK		 8192		/* events per test run: preemption is off while it runs */
-#define REPEAT_PAGES	 512		/* the hot set of the repeated-pages cases, per producer */
+#define CHUNK		 8192		/* events per test run (preemption is off in it) */
+#define REPEAT_PAGES	 512		/* the repeated cases' hot set, per producer */
 #define SLOT_ID		 1
 #define SLOT_GPA	 (1ULL << 40)
 #define SLOT_PAGES	 (16ULL << 20)	/* 64 GiB, MAP_NORESERVE: nothing is touched */
@@ -239,7 +239,8 @@ static int run_once(struct bcase *bc, int round, struct dt_tracer *t, struct rbb
 	 */
 	struct consumer cons = { .t = bc->pat == PAT_BASELINE ? NULL : t };
 	struct dt_stats s0 = {}, s1 = {};
-	uint64_t start, run_start, end = 0, prod_end = 0, events = 0, drops = 0, expect = 0, cpu = 0;
+	uint64_t start, run_start, end = 0, prod_end = 0;
+	uint64_t events = 0, drops = 0, expect = 0, cpu = 0;
 	pthread_barrier_t go;
 	struct dt_epoch *e = NULL;
 	int err = 0;
@@ -338,7 +339,8 @@ static int run_once(struct bcase *bc, int round, struct dt_tracer *t, struct rbb
 	      bc->name, (unsigned long long)(s1.unique - s0.unique), (unsigned long long)expect);
 	CHECK(s1.lost == s0.lost && s1.map_full == s0.map_full,
 	      "%s: %llu pages lost, %llu not deduplicated", bc->name,
-	      (unsigned long long)(s1.lost - s0.lost), (unsigned long long)(s1.map_full - s0.map_full));
+	      (unsigned long long)(s1.lost - s0.lost),
+	      (unsigned long long)(s1.map_full - s0.map_full));
 	CHECK(s1.barrier_timeouts == s0.barrier_timeouts, "%s: the cut's barrier timed out",
 	      bc->name);
 	drops = s1.rb_drops - s0.rb_drops;
@@ -447,7 +449,8 @@ static void drop_vm(void)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: capture-throughput [--quick] [--rounds N] [--seconds S] [--ringbuf BYTES] [-v]\n"
+		"usage: capture-throughput [--quick] [--rounds N] [--seconds S] [--ringbuf BYTES]"
+		" [-v]\n"
 		"  Capture + harvest events/s against the bare BPF ring buffer, side by side.\n"
 		"  --quick      tiny sizes, one round: proves it runs and is correct (CI)\n"
 		"  --rounds N   rounds, alternating the cases (default 7, at most %d); medians\n"
@@ -634,7 +637,8 @@ int main(int argc, char **argv)
 			snprintf(rd, sizeof(rd), "%.1f", rd_ns);
 		printf("%-32s %4d %10.0f %6.3f %10.0f %6.1f %6s %6.1f %8s %7s\n", bc->name,
 		       bc->producers, rate, base ? rate / base : 0, median(bc->cut_rate, bc->runs),
-		       median(bc->cpu_ns, bc->runs), rd, median(bc->drop_pct, bc->runs), pages, cut);
+		       median(bc->cpu_ns, bc->runs), rd, median(bc->drop_pct, bc->runs), pages,
+		       cut);
 	}
 	printf("\n"
 	       "events/s   events run / (start -> the consumer read the last record); baseline: "
@@ -652,7 +656,8 @@ int main(int argc, char **argv)
 	       "cut ms     dt_tracer__cut: drain, recover from the dedup map, sort, resolve\n",
 	       CHUNK);
 	if (cfg.quick)
-		printf("--quick: sizes too small for these numbers to mean anything; the checks do\n");
+		printf("--quick: sizes too small for these numbers to mean anything; "
+		       "the checks do\n");
 	if (failures) {
 		printf("capture-throughput: %d check(s) FAILED\n", failures);
 		err = 1;
