@@ -501,6 +501,7 @@ int main(int argc, char **argv)
 	const char *why;
 	char *end;
 
+	opterr = 0;	/* one line of our own for bad input */
 	while ((c = getopt_long(argc, argv, "qr:s:b:hv", lo, NULL)) != -1) {
 		switch (c) {
 		case 'q':
@@ -537,7 +538,8 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			usage(stderr);
+			fprintf(stderr, "capture-throughput: bad option '%s' (--help lists them)\n",
+				argv[optind - 1]);
 			return 2;
 		}
 	}
