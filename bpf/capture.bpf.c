@@ -258,31 +258,32 @@ static __always_inline struct kvm *ring_to_kvm(struct kvm_dirty_ring *ring)
 	return BPF_CORE_READ(vcpu, kvm);
 }
 
-SEC("raw_tp/kvm_dirty_ring_push")
-int BPF_PROG(dt_ring_push, struct kvm_dirty_ring *ring, __u32 slot, __u64 offset)
+/* The push tracepoint's filter: the counters when the event is wanted, else NULL. */
+static __always_inline struct dt_counters *push_wanted(__u32 tgid, __u32 slot)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct dt_vcpu_stats *st;
-	struct dt_counters *c;
-	__u32 didx, ridx, size, used;
-	__s32 index;
-	__u64 kvm;
+	struct dt_counters *c = cnt();
 
-	c = cnt();
 	if (!c)
-		return 0;
+		return NULL;
 	if (!pid_wanted(tgid) || (filter_slot != DT_SLOT_ANY && filter_slot != slot)) {
 		c->filtered++;
-		return 0;
+		return NULL;
 	}
-	c->ring_events++;
-	kvm = (__u64)ring_to_kvm(ring);
-	index = BPF_CORE_READ(ring, index);
-	didx = BPF_CORE_READ(ring, dirty_index);
-	ridx = BPF_CORE_READ(ring, reset_index);
-	size = BPF_CORE_READ(ring, size);
-	used = didx - ridx;
+	return c;
+}
 
+/*
+ * What the push tracepoint does once it has read the ring: the vCPU's ring view, then the page.
+ * The synthetic driver (dt_synth_drive) runs this same code with made-up ring values.
+ */
+static __always_inline void ring_push(struct dt_counters *c, __u32 tgid, __u64 kvm, __s32 index,
+				      __u32 didx, __u32 ridx, __u32 size, __u32 slot,
+				      __u64 offset)
+{
+	struct dt_vcpu_stats *st;
+	__u32 used = didx - ridx;
+
+	c->ring_events++;
 	st = vcpu_stats(kvm, index, tgid, size);
 	if (st) {
 		__sync_fetch_and_add(&st->pushes, 1);
@@ -297,7 +298,62 @@ int BPF_PROG(dt_ring_push, struct kvm_dirty_ring *ring, __u32 slot, __u64 offset
 	if (page_source == DT_SRC_RING_PUSH)
 		emit_page(kvm, tgid, index, slot >> 16, slot & 0xffff, offset, DT_GFN_UNKNOWN,
 			  DT_SRC_RING_PUSH, st);
+}
+
+SEC("raw_tp/kvm_dirty_ring_push")
+int BPF_PROG(dt_ring_push, struct kvm_dirty_ring *ring, __u32 slot, __u64 offset)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct dt_counters *c = push_wanted(tgid, slot);
+
+	if (!c)
+		return 0;
+	ring_push(c, tgid, (__u64)ring_to_kvm(ring), BPF_CORE_READ(ring, index),
+		  BPF_CORE_READ(ring, dirty_index), BPF_CORE_READ(ring, reset_index),
+		  BPF_CORE_READ(ring, size), slot, offset);
 	return 0;
+}
+
+/*
+ * The synthetic driver, for tests/bench/capture-throughput only: `count` push events through
+ * the push tracepoint's own code (filter, ring view, dedup, counters, ring buffer), faster than
+ * any guest writes. Event i dirties page base + ((start + i) % span) * stride. Only the
+ * tracepoint's dispatch and its four reads of struct kvm_dirty_ring are not exercised.
+ * "?": never loaded unless the bench's internal open flag asks for it (src/internal.h).
+ */
+struct synth_loop {
+	struct dt_synth_args a;
+	__u32 tgid;
+};
+
+static long synth_one(__u64 i, void *ctx)
+{
+	struct synth_loop *l = ctx;
+	__u64 n = l->a.start + i;
+	__u64 span = l->a.span ? l->a.span : 1;
+	struct dt_counters *c = push_wanted(l->tgid, l->a.slot);
+
+	if (c)
+		ring_push(c, l->tgid, l->a.kvm, l->a.vcpu, n, n, 1u << 16, l->a.slot,
+			  l->a.base + (n % span) * l->a.stride);
+	return 0;
+}
+
+SEC("?raw_tp")
+int dt_synth_drive(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct synth_loop l = {
+		.a = {
+			.kvm = ctx->args[0], .base = ctx->args[1], .start = ctx->args[2],
+			.count = ctx->args[3], .span = ctx->args[4], .stride = ctx->args[5],
+			.slot = ctx->args[6], .vcpu = ctx->args[7],
+		},
+		.tgid = bpf_get_current_pid_tgid() >> 32,
+	};
+
+	if (l.a.count > DT_SYNTH_MAX_COUNT)
+		return -1;
+	return bpf_loop(l.a.count, synth_one, &l, 0);
 }
 
 SEC("raw_tp/kvm_dirty_ring_reset")

@@ -44,7 +44,7 @@ struct dt_vm_count {
 };
 
 /*
- * One dirtied page, the same for every source. 48 bytes, zeroed before it is filled.
+ * One dirtied page, the same for every source. 56 bytes, zeroed before it is filled.
  * slot is KVM's memslot id and as_id its address space; offset is the page index in the slot.
  * gfn is known to the mark_page_dirty_in_slot sources; the ring-push tracepoint has only
  * (slot, offset) and userspace adds the slot's base GFN from VM discovery.
@@ -81,6 +81,24 @@ struct dt_counters {
 	__u64 filtered;		/* events of VMs or slots outside the filter */
 	__u64 write_faults;	/* write faults from the fault tracepoints (a signal, not pages) */
 	__u64 ring_events;	/* push/reset/exit events seen for the in-kernel ring view */
+};
+
+/*
+ * The synthetic driver's ctx (BPF_PROG_TEST_RUN ctx_in, as u64 raw_tp arguments), for the
+ * capture benchmark: event i of a run dirties page base + ((start + i) % span) * stride of slot
+ * (as_id << 16 | id) in VM kvm, from vCPU vcpu. The program returns the events run.
+ */
+#define DT_SYNTH_MAX_COUNT (1u << 23)	/* bpf_loop's limit */
+
+struct dt_synth_args {
+	__u64 kvm;
+	__u64 base;
+	__u64 start;
+	__u64 count;
+	__u64 span;	/* distinct pages cycled through; 0 counts as 1 */
+	__u64 stride;
+	__u64 slot;
+	__u64 vcpu;
 };
 
 /* Per-vCPU view of KVM's own dirty ring, from the push/reset/exit tracepoints. */

@@ -74,4 +74,17 @@ DT_HIDDEN void dt_discoverer__close(struct dt_discoverer *d);
 DT_HIDDEN int dt_discoverer__read(struct dt_discoverer *d, void **buf, size_t *len);
 DT_HIDDEN int dt_discoverer__vms(struct dt_discoverer *d, struct dt_vm_list **out);
 
+/*
+ * Benchmarks only (tests/bench/capture-throughput.c); no tool sets it. DT_OPEN_SYNTHETIC loads
+ * the ring-push page source together with the synthetic driver (dt_synth_drive in
+ * bpf/capture.bpf.c) and attaches nothing: every event then comes from the driver, run through
+ * BPF_PROG_TEST_RUN, and is harvested and cut as usual. opts->sources must allow the ring push.
+ */
+#define DT_OPEN_SYNTHETIC 0x1
+struct dt_tracer;
+DT_HIDDEN struct dt_tracer *dt_tracer_open_flags(const struct dt_tracer_opts *opts,
+						 unsigned int flags);
+/* The synthetic driver's program fd (ctx: struct dt_synth_args), or -ENOENT without it. */
+DT_HIDDEN int dt_tracer_synth_fd(const struct dt_tracer *t);
+
 #endif /* DT_INTERNAL_H */

@@ -126,6 +126,8 @@ static int configure(struct dt_tracer *t, struct capture *skel, const struct dt_
 	err = err ?: bpf_map__set_max_entries(skel->maps.dedup1, words);
 	err = err ?: bpf_program__set_autoload(skel->progs.dt_fentry_mark, src == DT_SOURCE_FENTRY);
 	err = err ?: bpf_program__set_autoload(skel->progs.dt_kprobe_mark, src == DT_SOURCE_KPROBE);
+	err = err ?: bpf_program__set_autoload(skel->progs.dt_synth_drive,
+					       t->flags & DT_OPEN_SYNTHETIC);
 	*fault_idx = -1;
 	for (size_t i = 0; i < sizeof(fault_signals) / sizeof(fault_signals[0]) && !err; i++) {
 		bool use = *fault_idx < 0 && tracefs_event(fault_signals[i].sys, fault_signals[i].name);
@@ -170,6 +172,14 @@ static int try_source(struct dt_tracer *t, const struct dt_tracer_opts *o, enum 
 	}
 	/* epoch 0 starts as the first page can be seen: every page's timestamp is inside it */
 	t->epoch_start_ns = dt_now_ns();
+	if (t->flags & DT_OPEN_SYNTHETIC) {
+		/* nothing attached, nothing learnt about this kernel: the cache stays as it is */
+		t->skel = skel;
+		t->source = src;
+		add_probe(t, "raw_tp (synthetic driver)", 0,
+			  "active: events come from BPF_PROG_TEST_RUN, nothing is attached");
+		return 0;
+	}
 	*page_link[src] = bpf_program__attach(page_prog[src]);
 	if (!*page_link[src]) {
 		err = -errno;
@@ -210,7 +220,8 @@ static int try_source(struct dt_tracer *t, const struct dt_tracer_opts *o, enum 
 	}
 	return 0;
 fail:
-	source_cache[src] = err;
+	if (!(t->flags & DT_OPEN_SYNTHETIC))
+		source_cache[src] = err;
 	capture__destroy(skel);
 	return err;
 }
@@ -274,10 +285,21 @@ static int check_opts(const struct dt_tracer_opts *o)
 
 struct dt_tracer *dt_tracer__open(const struct dt_tracer_opts *opts)
 {
+	return dt_tracer_open_flags(opts, 0);
+}
+
+struct dt_tracer *dt_tracer_open_flags(const struct dt_tracer_opts *opts, unsigned int flags)
+{
 	unsigned int mask = opts && opts->sources ? opts->sources : (1u << DT_SOURCE_MAX) - 1;
 	struct dt_tracer *t;
 	int err = check_opts(opts);
 
+	/* the driver runs the push tracepoint's code, which emits pages only as the page source */
+	if (!err && (flags & DT_OPEN_SYNTHETIC)) {
+		if (!(mask & (1u << DT_SOURCE_RING_PUSH)))
+			err = -EINVAL;
+		mask = 1u << DT_SOURCE_RING_PUSH;
+	}
 	if (err) {
 		errno = -err;
 		return NULL;
@@ -286,6 +308,7 @@ struct dt_tracer *dt_tracer__open(const struct dt_tracer_opts *opts)
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return NULL;
+	t->flags = flags;
 	t->quiesce_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (t->quiesce_fd < 0) {
 		free(t);
@@ -304,7 +327,7 @@ struct dt_tracer *dt_tracer__open(const struct dt_tracer_opts *opts)
 			add_probe(t, source_names[src], -ECANCELED, "not tried: excluded by options");
 			continue;
 		}
-		if (source_cache[src] < 0) {
+		if (source_cache[src] < 0 && !(flags & DT_OPEN_SYNTHETIC)) {
 			err = source_cache[src];
 			add_probe(t, source_names[src], err, "%s (cached)", source_cache_why[src]);
 			continue;
@@ -353,6 +376,12 @@ int dt_tracer__poll(struct dt_tracer *t, int timeout_ms)
 	int n = ring_buffer__poll(t->rb, timeout_ms);
 
 	return n < 0 ? (n == -EINTR ? -EINTR : n) : n;
+}
+
+int dt_tracer_synth_fd(const struct dt_tracer *t)
+{
+	return t->flags & DT_OPEN_SYNTHETIC ? bpf_program__fd(t->skel->progs.dt_synth_drive) :
+		-ENOENT;
 }
 
 int dt_tracer__fd(const struct dt_tracer *t)

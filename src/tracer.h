@@ -16,6 +16,7 @@ struct dt_tracer {
 	struct capture *skel;
 	struct ring_buffer *rb;
 	enum dt_source_id source;
+	unsigned int flags;		/* DT_OPEN_* (internal) */
 	struct dt_probe probes[DT_MAX_PROBES];
 	size_t nr_probes;
 	char why[DT_MAX_PROBES][160];

@@ -21,7 +21,7 @@ struct opts {
 	enum dt_source src;
 };
 
-static struct capture *load(const struct opts *o)
+static struct capture *load_synth(const struct opts *o, bool synth)
 {
 	struct capture *skel;
 	const char *why = dt_test_need_root();
@@ -45,9 +45,16 @@ static struct capture *load(const struct opts *o)
 	bpf_program__set_autoload(skel->progs.dt_fast_page_fault, false);
 	bpf_program__set_autoload(skel->progs.dt_page_fault, false);
 	bpf_program__set_autoload(skel->progs.dt_spte_changed, false);
+	if (synth)
+		bpf_program__set_autoload(skel->progs.dt_synth_drive, true);
 	err = capture__load(skel);
 	ck_assert_msg(!err, "capture__load: %s", strerror(-err));
 	return skel;
+}
+
+static struct capture *load(const struct opts *o)
+{
+	return load_synth(o, false);
 }
 
 static const struct opts defaults = { .slot = DT_SLOT_ANY, .src = DT_SRC_RING_PUSH };
@@ -288,6 +295,81 @@ START_TEST(map_full_still_emits)
 END_TEST
 
 /*
+ * The benchmark's synthetic driver must do exactly what the push tracepoint does: the same
+ * pushes through both give the same records, counters, dedup bits and ring view. And nothing
+ * loads it unless asked ("?" section: autoload off).
+ */
+START_TEST(synth_driver_matches_push)
+{
+	static const __u64 offsets[] = { 5, 5, 70, 5, 71, 200 };
+	const __u32 slot = (1 << 16) | 2;
+	struct dt_vcpu_key vk = { .kvm = 0, .vcpu = 0 };
+	struct dt_vcpu_stats st[2];
+	struct dt_counters c[2];
+	struct capture *skel;
+	struct seen s[2];
+
+	NEED_ROOT();
+	skel = load(&defaults);
+	ck_assert_int_lt(bpf_program__fd(skel->progs.dt_synth_drive), 0);
+	for (size_t i = 0; i < sizeof(offsets) / sizeof(offsets[0]); i++)
+		push(skel, slot, offsets[i]);
+	drain(skel, &s[0]);
+	c[0] = counters(skel);
+	ck_assert_int_eq(bpf_map_lookup_elem(bpf_map__fd(skel->maps.vcpus), &vk, &st[0]), 0);
+	capture__destroy(skel);
+
+	skel = load_synth(&defaults, true);
+	/* the same six events, one run each */
+	for (size_t i = 0; i < sizeof(offsets) / sizeof(offsets[0]); i++) {
+		struct dt_synth_args a = { .kvm = 0, .base = offsets[i], .start = 0, .count = 1,
+					   .span = 1, .stride = 1, .slot = slot, .vcpu = 0 };
+		LIBBPF_OPTS(bpf_test_run_opts, topts, .ctx_in = &a, .ctx_size_in = sizeof(a));
+
+		ck_assert_int_eq(bpf_prog_test_run_opts(bpf_program__fd(skel->progs.dt_synth_drive),
+							&topts), 0);
+		ck_assert_uint_eq(topts.retval, 1);
+	}
+	drain(skel, &s[1]);
+	c[1] = counters(skel);
+	ck_assert_int_eq(bpf_map_lookup_elem(bpf_map__fd(skel->maps.vcpus), &vk, &st[1]), 0);
+
+	ck_assert_int_eq(s[0].n, 4);
+	ck_assert_int_eq(s[1].n, s[0].n);
+	for (int i = 0; i < s[0].n; i++) {
+		s[0].ev[i].ts = s[1].ev[i].ts = 0;
+		ck_assert_msg(!memcmp(&s[0].ev[i], &s[1].ev[i], sizeof(s[0].ev[i])),
+			      "record %d differs", i);
+	}
+	ck_assert_int_eq(memcmp(&c[0], &c[1], sizeof(c[0])), 0);
+	ck_assert_uint_eq(c[1].raw, 6);
+	ck_assert_uint_eq(c[1].unique, 4);
+	ck_assert_uint_eq(st[1].pushes, st[0].pushes);
+	ck_assert_uint_eq(st[1].raw, 6);
+	ck_assert_uint_eq(dedup_word(skel, 0, slot, 1), (1ull << 6) | (1ull << 7));
+
+	/* one run of many: 1,000 events cycling over 10 pages 64 apart (one dedup word each) */
+	{
+		struct dt_synth_args a = { .kvm = 0, .base = 1000, .start = 7, .count = 1000,
+					   .span = 10, .stride = 64, .slot = slot, .vcpu = 0 };
+		LIBBPF_OPTS(bpf_test_run_opts, topts, .ctx_in = &a, .ctx_size_in = sizeof(a));
+
+		ck_assert_int_eq(bpf_prog_test_run_opts(bpf_program__fd(skel->progs.dt_synth_drive),
+							&topts), 0);
+		ck_assert_uint_eq(topts.retval, 1000);
+		drain(skel, &s[1]);
+		ck_assert_int_eq(s[1].n, 10);
+		/* event 0 is n = 7: page 1000 + 7 * 64 comes first */
+		ck_assert_uint_eq(s[1].ev[0].offset, 1000 + 7 * 64);
+		ck_assert_uint_eq(s[1].ev[3].offset, 1000);
+		ck_assert_uint_eq(counters(skel).raw, 1006);
+		ck_assert_uint_eq(counters(skel).unique, 14);
+	}
+	capture__destroy(skel);
+}
+END_TEST
+
+/*
  * The fentry and kprobe page sources cannot attach here, but they must pass the verifier so a
  * production host can use them: load each (attach is the loader's probe, not ours).
  */
@@ -349,6 +431,7 @@ int main(void)
 	tcase_add_test(core, slot_filter);
 	tcase_add_test(limits, drops_counted_pages_kept);
 	tcase_add_test(limits, map_full_still_emits);
+	tcase_add_test(core, synth_driver_matches_push);
 	tcase_add_test(variants, kprobe_variant_verifies);
 	tcase_add_test(variants, fentry_variant_verifies);
 	tcase_set_timeout(variants, 30);
