@@ -57,13 +57,13 @@ static volatile sig_atomic_t exiting;
 
 const char *argp_program_version = "dirtyplan 0.1.0";
 static const char doc[] =
-"Predict a live migration of a VM from its dirty trace: does precopy converge, in how long, how\n"
-"many bytes, what downtime; else which throttle, dirty limit or bandwidth makes it converge, and\n"
-"what postcopy would cost. Input: a recording (FILE, from 'dirtytrace record') or a VM watched\n"
-"live (-p PID -d SECONDS).\n"
+"Predict a live migration of a VM from its dirty trace: does precopy converge,\n"
+"in how long, with how many bytes and what downtime; else which throttle, dirty\n"
+"limit or bandwidth makes it converge, and what postcopy would cost. Input: a\n"
+"recording (FILE, from 'dirtytrace record') or a VM watched live (-p PID).\n"
 "\n"
 "EXAMPLES:\n"
-"  dirtyplan vm.dtt                          # QEMU's defaults: 128 MiB/s, 300 ms downtime\n"
+"  dirtyplan vm.dtt                  # QEMU's defaults: 128 MiB/s, 300 ms\n"
 "  dirtyplan vm.dtt --bandwidth 10gbit --downtime 100ms --json\n"
 "  dirtyplan -p 1234 -d 30 --qmp /run/vm1.qmp --scan-ram --plot /tmp/vm1\n";
 
