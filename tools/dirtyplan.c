@@ -489,6 +489,15 @@ out:
 
 /* ---- input: a live VM ---- */
 
+static uint64_t plan_page_epochs(const struct plan *pl)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < pl->nr_eps; i++)
+		n += pl->eps[i].pages;
+	return n;
+}
+
 static int pidfd_of(pid_t pid)
 {
 #ifdef SYS_pidfd_open
@@ -737,6 +746,10 @@ static int load_live(struct plan *pl, uint64_t ram_bytes, uint32_t page_size)
 		ret = fail("watched pid %d for 0 s: nothing to plan from", env.pid);
 		goto out;
 	}
+	if (!pl->w || !pl->eps || !plan_page_epochs(pl))
+		fprintf(stderr, PROG ": warning: pid %d dirtied no page in %.1f s: is its dirty "
+			"logging on? (QEMU turns it on only when it needs it: --qmp PATH)\n",
+			env.pid, pl->watched);
 	/* after watching: the scan's reads do not disturb the measurement */
 	if (env.scan_ram && (err = scan_ram(pl))) {
 		ret = fail("--scan-ram: cannot read the memory of pid %d: %s%s", env.pid,
