@@ -62,7 +62,7 @@ LIB_SO := $(OUTPUT)/libdirtytrace.so
 LIB_SO_REAL := $(OUTPUT)/libdirtytrace.so.$(VERSION)
 PC := $(OUTPUT)/dirtytrace.pc
 HEADERS := $(wildcard include/dirtytrace/*.h)
-TOOLS := dirtytrace dirtytop dirtydemo dtcheckpoint
+TOOLS := dirtytrace dirtytop dirtydemo dtcheckpoint dirtyplan
 # Built, not installed: an example to copy (tools/dtstream-client.c).
 EXAMPLES := dtstream-client
 TOOL_BINS := $(patsubst %,$(OUTPUT)/bin/%,$(TOOLS))
@@ -71,7 +71,7 @@ MAN_NAMES := $(patsubst tools/man/%.scd,%,$(wildcard tools/man/*.scd))
 MAN_PAGES := $(patsubst %,$(OUTPUT)/man/%,$(MAN_NAMES))
 
 # Tests: Check suites, each one binary, tagged by what they need (see tests/run-tests).
-TEST_NAMES := check_gfnset check_window check_plan check_top check_trace check_install check_discover check_bpf check_exact check_tools check_dirtytop check_checkpoint check_trigger check_qemu check_exporter
+TEST_NAMES := check_gfnset check_window check_plan check_top check_trace check_install check_discover check_bpf check_exact check_tools check_dirtytop check_checkpoint check_trigger check_qemu check_exporter check_plan_tool
 TEST_BINS := $(patsubst %,$(OUTPUT)/tests/%,$(TEST_NAMES))
 TEST_COMMON := $(OUTPUT)/tests/testlib.o $(OUTPUT)/tests/vmm.o
 # Benchmarks in C (tests/bench/*.c): built with the tests, run by tests/bench/run (make bench,

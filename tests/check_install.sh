@@ -22,7 +22,7 @@ root=$PWD
 out_rel=$(realpath --relative-to="$root" "$out")
 version=$(sed -n 's/^VERSION := //p' "$root/Makefile")
 soversion=$(sed -n 's/^SOVERSION := //p' "$root/Makefile")
-tools="dirtytrace dirtytop dtcheckpoint dirtydemo"
+tools="dirtytrace dirtytop dtcheckpoint dirtydemo dirtyplan"
 tmp=$(mktemp -d /tmp/dt-install-XXXXXX)
 demo_pid=
 
@@ -142,7 +142,7 @@ t_install_files()
 	nm -D --defined-only "$D$P/lib/libdirtytrace.so.$version" | awk '$2 == "T" {print $3}' |
 		grep -v '^dt_' >"$tmp/extra"
 	[ -s "$tmp/extra" ] && err "exported beyond the API: $(head -5 "$tmp/extra" | tr '\n' ' ')"
-	for t in dirtytop dtcheckpoint dirtydemo; do
+	for t in dirtytop dtcheckpoint dirtydemo dirtyplan; do
 		[ "$(readlink "$D$P/share/bash-completion/completions/$t")" = dirtytrace ] ||
 			err "completion for $t is not a link to dirtytrace's"
 	done
@@ -331,11 +331,14 @@ t_completion()
 	expect_completion "hotcold random seq" dirtydemo --pattern ""
 	expect_completion "--epochs" dtcheckpoint --ep
 	expect_completion "--qmp" dirtytop --q
+	expect_completion "--downtime" dirtyplan --do
+	expect_completion "100ms 1s" dirtyplan --downtime 1
 	# values that are files: report's FILE, record -o, dirtytop --qmp
 	mkdir -p "$tmp/files/traces" && : >"$tmp/files/vm1.dtt" && : >"$tmp/files/vm2.dtt"
 	expect_completion "$tmp/files/vm1.dtt $tmp/files/vm2.dtt" dirtytrace report "$tmp/files/vm"
 	expect_completion "$tmp/files/traces" dirtytrace record -p 1 -o "$tmp/files/tr"
 	expect_completion "$tmp/files/traces" dirtytop --qmp "$tmp/files/t"
+	expect_completion "$tmp/files/vm1.dtt $tmp/files/vm2.dtt" dirtyplan "$tmp/files/vm"
 	# an option after the command's argument is still an option of that command
 	expect_completion "--json" dirtytrace report "$tmp/files/vm1.dtt" --js
 	# every long option --help lists is offered somewhere
@@ -345,7 +348,7 @@ t_completion()
 		done
 		err "completion never offers dirtytrace $o"
 	done
-	for cmd in dirtytop dtcheckpoint dirtydemo; do
+	for cmd in dirtytop dtcheckpoint dirtydemo dirtyplan; do
 		expect_offers "$(help_options $cmd)" $cmd --
 	done
 }

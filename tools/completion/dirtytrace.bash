@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-# bash completion for dirtytrace, dirtytop, dtcheckpoint and dirtydemo: commands, options, option
-# values, and the pids of running VMs where an option takes a pid. Installed as
-# .../bash-completion/completions/dirtytrace, with the other three names linked to it, so
+# bash completion for dirtytrace, dirtytop, dtcheckpoint, dirtydemo and dirtyplan: commands,
+# options, option values, and the pids of running VMs where an option takes a pid. Installed as
+# .../bash-completion/completions/dirtytrace, with the other names linked to it, so
 # bash-completion loads it on first use; `source` it by hand works too (no helper of
 # bash-completion is needed).
 
@@ -234,7 +234,46 @@ _dirtydemo()
 		-d --duration -q --quiet -? --help --usage -V --version" "$cur" ""
 }
 
+_dirtyplan()
+{
+	local opt cur eqprefix
+	local takes="-p --pid -d --duration -i --interval -Q --qmp -b --bandwidth -l --link
+		-D --downtime -m --max-iterations -T --timeout -P --page-size -r --ram -o --plot"
+
+	_dirtytrace_split "$takes"
+	case $opt in
+	-p|--pid)
+		_dirtytrace_reply "$(_dirtytrace_vm_pids)" "$cur" "$eqprefix"
+		return
+		;;
+	-Q|--qmp|-o|--plot)
+		[[ -z $eqprefix ]] && _dirtytrace_files "$cur"
+		return
+		;;
+	-b|--bandwidth|-l|--link)
+		_dirtytrace_reply "128M 1G 1gbit 10gbit 25gbit 100gbit" "$cur" "$eqprefix"
+		return
+		;;
+	-D|--downtime)
+		_dirtytrace_reply "100ms 300ms 500ms 1s" "$cur" "$eqprefix"
+		return
+		;;
+	-*)
+		COMPREPLY=()
+		return
+		;;
+	esac
+	if [[ $cur != -* ]]; then
+		_dirtytrace_files "$cur"	# the recording
+		return
+	fi
+	_dirtytrace_reply "-p --pid -d --duration -i --interval -Q --qmp -b --bandwidth -l --link
+		-D --downtime -m --max-iterations -T --timeout -P --page-size -r --ram -s --scan-ram
+		-o --plot -j --json -v --verbose -? --help --usage -V --version" "$cur" ""
+}
+
 complete -F _dirtytrace dirtytrace
 complete -F _dirtytop dirtytop
 complete -F _dtcheckpoint dtcheckpoint
 complete -F _dirtydemo dirtydemo
+complete -F _dirtyplan dirtyplan
