@@ -113,39 +113,50 @@ static void epoch_vm_free(struct dt_epoch_vm *vm)
 	free(vm->slots);
 }
 
-/* Builds one VM's lists from the unique pages u[0..n), which share one kvm. */
-static int build_vm(const struct dt_page_rec *u, size_t n, const struct dt_vm_list *vms,
-		    struct dt_epoch_vm *out, uint64_t *unresolved)
+/*
+ * Builds one VM's lists from its unique pages: v[idx[0..n)] when idx is given, else v[0..n),
+ * all of one kvm. If they come in list order (the fast path sorts them so) the list is only
+ * checked, else it is sorted.
+ */
+static int build_vm(const struct dt_page_rec *v, const uint32_t *idx, size_t n,
+		    const struct dt_vm_list *vms, struct dt_epoch_vm *out, uint64_t *unresolved)
 {
-	const struct dt_vm *vm = vms ? dt_vm_list__find_kvm(vms, u[0].kvm) : NULL;
+	const struct dt_page_rec *u0 = &v[idx ? idx[0] : 0];
+	const struct dt_vm *vm = vms ? dt_vm_list__find_kvm(vms, u0->kvm) : NULL;
+	const struct dt_slot *s = NULL;
 	size_t vcap = 0, scap = 0;
+	bool sorted = true;
 
 	memset(out, 0, sizeof(*out));
-	out->kvm = u[0].kvm;
+	out->kvm = u0->kvm;
 	out->pid = vm ? vm->pid : 0;
 	out->gfns = calloc(n, sizeof(*out->gfns));
 	if (!out->gfns)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
+		const struct dt_page_rec *u = &v[idx ? idx[i] : i];
 		struct dt_gfn *g = &out->gfns[i];
 
-		if (!out->pid && u[i].pid)
-			out->pid = u[i].pid;
-		g->as_id = u[i].as_id;
-		g->slot = u[i].slot;
-		g->offset = u[i].offset;
-		g->vcpu = u[i].vcpu;
-		g->ts = u[i].ts;
-		g->recovered = u[i].recovered;
-		g->gfn = u[i].gfn;
+		if (!out->pid && u->pid)
+			out->pid = u->pid;
+		g->as_id = u->as_id;
+		g->slot = u->slot;
+		g->offset = u->offset;
+		g->vcpu = u->vcpu;
+		g->ts = u->ts;
+		g->recovered = u->recovered;
+		g->gfn = u->gfn;
 		if (g->gfn == DT_GFN_NONE) {
-			const struct dt_slot *s = vm ? dt_vm__slot(vm, g->as_id, g->slot) : NULL;
-
+			/* a slot's pages come together: one lookup per slot */
+			if (!s || s->as_id != g->as_id || s->id != g->slot)
+				s = vm ? dt_vm__slot(vm, g->as_id, g->slot) : NULL;
 			if (s && g->offset < s->npages)
 				g->gfn = s->base_gfn + g->offset;
 			else
 				out->unresolved++;
 		}
+		if (i && sorted && dt_gfn__cmp(g - 1, g) >= 0)
+			sorted = false;
 		out->recovered += g->recovered;
 		if (count_add(&out->vcpus, &out->nr_vcpus, &vcap, g->vcpu) ||
 		    count_add(&out->slots, &out->nr_slots, &scap,
@@ -155,7 +166,8 @@ static int build_vm(const struct dt_page_rec *u, size_t n, const struct dt_vm_li
 		}
 	}
 	out->nr_gfns = n;
-	dt_sort(out->gfns, n, sizeof(*out->gfns), cmp_gfn);
+	if (!sorted)
+		dt_sort(out->gfns, n, sizeof(*out->gfns), cmp_gfn);
 	dt_sort(out->vcpus, out->nr_vcpus, sizeof(*out->vcpus), cmp_count);
 	dt_sort(out->slots, out->nr_slots, sizeof(*out->slots), cmp_count);
 	*unresolved += out->unresolved;
@@ -171,16 +183,185 @@ static int cmp_epoch_vm(const void *pa, const void *pb)
 	return 0;
 }
 
-int dt_epoch_build(struct dt_pageset *set, const struct dt_vm_list *vms, struct dt_epoch *e,
-		   uint64_t *unresolved)
+/*
+ * The fast path. Each page gets one 64-bit key in the final list order: the VM's ordinal in
+ * this epoch, as_id, the slot's rank in the VM's (as_id, base_gfn) order (unknown slots after
+ * the known ones, by id), offset. Memslots do not overlap, so within a VM that is GFN order.
+ * A stable radix sort of (key, arrival index) then puts each page's first record before its
+ * later ones and its recovered twin, with no comparison callbacks and no 56-byte moves.
+ */
+#define KEY_ORD_BITS	12
+#define KEY_AS_BITS	2
+#define KEY_RANK_BITS	16
+#define KEY_OFF_BITS	34
+#define RANK_UNKNOWN	0x8000u
+
+struct sort_item {
+	uint64_t key;
+	uint32_t idx;
+	uint32_t pad;
+};
+
+struct vm_ord {
+	uint64_t kvm;
+	const struct dt_vm *vm;
+	size_t last_slot;	/* cache: pages of one slot come in runs */
+};
+
+/* Stable LSD radix sort by key, a byte at a time; returns whichever buffer holds the result. */
+static struct sort_item *radix_sort(struct sort_item *a, struct sort_item *tmp, size_t n)
+{
+	static __thread size_t count[8][256];
+
+	memset(count, 0, sizeof(count));
+	for (size_t i = 0; i < n; i++)
+		for (int d = 0; d < 8; d++)
+			count[d][(a[i].key >> (8 * d)) & 0xff]++;
+	for (int d = 0; d < 8 && n; d++) {
+		size_t sum = 0, *c = count[d];
+		struct sort_item *t;
+
+		if (c[(a[0].key >> (8 * d)) & 0xff] == n)
+			continue;	/* every key has the same byte here */
+		for (int b = 0; b < 256; b++) {
+			size_t k = c[b];
+
+			c[b] = sum;
+			sum += k;
+		}
+		for (size_t i = 0; i < n; i++)
+			tmp[c[(a[i].key >> (8 * d)) & 0xff]++] = a[i];
+		t = a;
+		a = tmp;
+		tmp = t;
+	}
+	return a;
+}
+
+/*
+ * The slot's rank in the VM's slot table (sorted by as_id, base_gfn), or RANK_UNKNOWN | id for a
+ * slot discovery does not know; UINT32_MAX when neither can be told apart from another slot
+ * (the key must name one page only).
+ */
+static uint32_t slot_rank(struct vm_ord *o, uint16_t as_id, uint16_t id)
+{
+	const struct dt_vm *vm = o->vm;
+
+	if (id >= RANK_UNKNOWN || (vm && vm->nr_slots >= RANK_UNKNOWN))
+		return UINT32_MAX;
+	if (!vm)
+		return RANK_UNKNOWN | id;
+	if (o->last_slot < vm->nr_slots && vm->slots[o->last_slot].as_id == as_id &&
+	    vm->slots[o->last_slot].id == id)
+		return o->last_slot;
+	for (size_t i = 0; i < vm->nr_slots; i++)
+		if (vm->slots[i].as_id == as_id && vm->slots[i].id == id) {
+			o->last_slot = i;
+			return i;
+		}
+	return RANK_UNKNOWN | id;
+}
+
+/* 0 done, 1: the keys cannot hold this epoch (the caller takes the general path), -ENOMEM. */
+static int build_fast(struct dt_pageset *set, const struct dt_vm_list *vms, struct dt_epoch *e,
+		      uint64_t *unresolved)
+{
+	struct dt_page_rec *v = set->v;
+	struct sort_item *items, *tmp, *it;
+	struct vm_ord *ords = NULL;
+	size_t nord = 0, cord = 0, last = 0, n = 0, cap = 0;
+	uint32_t *uniq;
+	int err = -ENOMEM;
+
+	items = malloc(set->n * sizeof(*items));
+	tmp = malloc(set->n * sizeof(*tmp));
+	uniq = malloc(set->n * sizeof(*uniq));
+	if (!items || !tmp || !uniq)
+		goto out;
+	/*
+	 * Items go in arrival order, records before recovered dedup bits (as the general path
+	 * ranks them), so the stable sort keeps, for each page, its first real record first.
+	 */
+	for (size_t i = 0, at = 0; i < set->n; i++) {
+		if (!v[i].recovered)
+			items[at++].idx = i;
+		if (i == set->n - 1)
+			for (size_t k = 0; k < set->n; k++)
+				if (v[k].recovered)
+					items[at++].idx = k;
+	}
+	for (size_t i = 0; i < set->n; i++) {
+		const struct dt_page_rec *r = &v[items[i].idx];
+		uint32_t rank;
+
+		if (!nord || ords[last].kvm != r->kvm) {
+			for (last = 0; last < nord && ords[last].kvm != r->kvm; last++)
+				;
+			if (last == nord) {
+				if (nord == 1u << KEY_ORD_BITS) {
+					err = 1;
+					goto out;
+				}
+				if (dt_grow((void **)&ords, &cord, nord + 1, sizeof(*ords)))
+					goto out;
+				ords[nord++] = (struct vm_ord){
+					.kvm = r->kvm,
+					.vm = vms ? dt_vm_list__find_kvm(vms, r->kvm) : NULL,
+				};
+			}
+		}
+		rank = slot_rank(&ords[last], r->as_id, r->slot);
+		if (r->as_id >= 1u << KEY_AS_BITS || r->offset >> KEY_OFF_BITS || rank == UINT32_MAX) {
+			err = 1;
+			goto out;
+		}
+		items[i].key = (uint64_t)last << (64 - KEY_ORD_BITS) |
+			       (uint64_t)r->as_id << (KEY_RANK_BITS + KEY_OFF_BITS) |
+			       (uint64_t)rank << KEY_OFF_BITS | r->offset;
+	}
+	it = radix_sort(items, tmp, set->n);
+	/* unique: the first of each key's run is the earliest record; a twin adds the pid */
+	for (size_t i = 0; i < set->n; i++) {
+		if (n && it[i].key == it[i - 1].key) {
+			struct dt_page_rec *first = &v[uniq[n - 1]];
+
+			if (!first->pid)
+				first->pid = v[it[i].idx].pid;
+			continue;
+		}
+		uniq[n++] = it[i].idx;
+	}
+	err = 0;
+	for (size_t start = 0; start < n && !err; ) {
+		uint64_t ord = v[uniq[start]].kvm;
+		size_t end = start;
+
+		while (end < n && v[uniq[end]].kvm == ord)
+			end++;
+		err = dt_grow((void **)&e->vms, &cap, e->nr_vms + 1, sizeof(*e->vms));
+		if (!err)
+			err = build_vm(v, uniq + start, end - start, vms, &e->vms[e->nr_vms],
+				       unresolved);
+		if (!err)
+			e->nr_vms++;
+		start = end;
+	}
+out:
+	free(items);
+	free(tmp);
+	free(uniq);
+	free(ords);
+	return err;
+}
+
+/* The general path: sorts the records themselves; any as_id, slot id or offset. */
+static int build_general(struct dt_pageset *set, const struct dt_vm_list *vms, struct dt_epoch *e,
+			 uint64_t *unresolved)
 {
 	struct dt_page_rec *v = set->v;
 	size_t n = 0, cap = 0, start;
 	int err = 0;
 
-	e->nr_vms = 0;
-	e->vms = NULL;
-	*unresolved = 0;
 	dt_sort(v, set->n, sizeof(*v), cmp_page);
 	/* unique in place: keep the first of each (kvm, as_id, slot, offset) run */
 	for (size_t i = 0; i < set->n; i++) {
@@ -200,11 +381,27 @@ int dt_epoch_build(struct dt_pageset *set, const struct dt_vm_list *vms, struct 
 			end++;
 		err = dt_grow((void **)&e->vms, &cap, e->nr_vms + 1, sizeof(*e->vms));
 		if (!err)
-			err = build_vm(v + start, end - start, vms, &e->vms[e->nr_vms], unresolved);
+			err = build_vm(v + start, NULL, end - start, vms, &e->vms[e->nr_vms],
+				       unresolved);
 		if (!err)
 			e->nr_vms++;
 		start = end;
 	}
+	return err;
+}
+
+static int epoch_build(struct dt_pageset *set, const struct dt_vm_list *vms, struct dt_epoch *e,
+		       uint64_t *unresolved, bool general)
+{
+	int err = 0;
+
+	e->nr_vms = 0;
+	e->vms = NULL;
+	*unresolved = 0;
+	if (set->n && !general)
+		err = build_fast(set, vms, e, unresolved);
+	if (set->n && (general || err == 1))
+		err = build_general(set, vms, e, unresolved);
 	dt_pageset_clear(set);
 	if (err) {
 		for (size_t i = 0; i < e->nr_vms; i++)
@@ -216,6 +413,18 @@ int dt_epoch_build(struct dt_pageset *set, const struct dt_vm_list *vms, struct 
 	}
 	dt_sort(e->vms, e->nr_vms, sizeof(*e->vms), cmp_epoch_vm);
 	return 0;
+}
+
+int dt_epoch_build(struct dt_pageset *set, const struct dt_vm_list *vms, struct dt_epoch *e,
+		   uint64_t *unresolved)
+{
+	return epoch_build(set, vms, e, unresolved, false);
+}
+
+int dt_epoch_build_general(struct dt_pageset *set, const struct dt_vm_list *vms,
+			   struct dt_epoch *e, uint64_t *unresolved)
+{
+	return epoch_build(set, vms, e, unresolved, true);
 }
 
 void dt_epoch__free(struct dt_epoch *e)

@@ -63,6 +63,9 @@ DT_HIDDEN int dt_pageset_add_word(struct dt_pageset *s, uint64_t kvm, uint32_t s
  */
 DT_HIDDEN int dt_epoch_build(struct dt_pageset *set, const struct dt_vm_list *vms,
 			     struct dt_epoch *e, uint64_t *unresolved);
+/* The same without the radix fast path (it handles every input): the tests' reference. */
+DT_HIDDEN int dt_epoch_build_general(struct dt_pageset *set, const struct dt_vm_list *vms,
+				     struct dt_epoch *e, uint64_t *unresolved);
 
 DT_HIDDEN const struct dt_vm *dt_vm_list__find_kvm(const struct dt_vm_list *list, uint64_t kvm);
 

@@ -9,6 +9,16 @@
 #define KVM_A 0xffff888100000000ull
 #define KVM_B 0xffff888200000000ull
 
+/* splitmix64 */
+static uint64_t tvm_like_rand(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
 static struct dt_slot slots_a[] = {
 	{ .as_id = 0, .id = 1, .base_gfn = 0x1000, .npages = 0x1000 },
 	{ .as_id = 0, .id = 2, .base_gfn = 0x40000, .npages = 0x40000 },
@@ -264,6 +274,92 @@ START_TEST(sublists_from_threads)
 }
 END_TEST
 
+/*
+ * The radix fast path against the general one on the same records: several VMs (one unknown to
+ * discovery, one without slots), known and unknown slots, offsets past a slot's end, GFNs given
+ * by the record, duplicates, recovered twins; now and then a slot id the keys cannot hold.
+ */
+#define KVM_C 0xffff888300000000ull
+
+static void add_rec(struct dt_pageset *a, struct dt_pageset *b, const struct dt_page_rec *r)
+{
+	ck_assert_int_eq(dt_pageset_add(a, r), 0);
+	ck_assert_int_eq(dt_pageset_add(b, r), 0);
+}
+
+START_TEST(fast_path_equals_general)
+{
+	static const uint64_t kvms[3] = { KVM_A, KVM_B, KVM_C };
+	static const uint16_t slot_ids[5] = { 1, 2, 3, 7, 0x8001 };
+	uint64_t seed = 77 + _i * 7919, ua, ub;
+	struct dt_pageset sa = {}, sb = {};
+	struct dt_epoch *ea = calloc(1, sizeof(*ea)), *eb = calloc(1, sizeof(*eb));
+	int n;
+
+	ck_assert(ea && eb);
+	n = tvm_like_rand(&seed) % 4000;
+	for (int i = 0; i < n; i++) {
+		uint64_t x = tvm_like_rand(&seed);
+		struct dt_page_rec r = {
+			.kvm = kvms[x % 3], .as_id = (x >> 2) & 1,
+			/* the id the keys cannot hold only in a tenth of the runs */
+			.slot = slot_ids[(x >> 3) % (_i % 10 == 9 ? 5 : 4)],
+			.offset = (x >> 8) % 0x1200, .gfn = DT_GFN_NONE,
+			.vcpu = (int32_t)((x >> 24) % 5) - 1, .pid = (x >> 28) & 1 ? 100 : 0,
+			.recovered = ((x >> 30) & 3) == 0, .ts = x >> 40,
+		};
+
+		if (((x >> 33) & 7) == 0 && !r.recovered)
+			r.gfn = 0x900000 + r.offset;	/* a source that knows the GFN */
+		add_rec(&sa, &sb, &r);
+		if (((x >> 36) & 3) == 0)	/* and its twin from the dedup map */
+			add_rec(&sa, &sb, &(struct dt_page_rec){ .kvm = r.kvm, .as_id = r.as_id,
+				.slot = r.slot, .offset = r.offset, .gfn = DT_GFN_NONE, .vcpu = -1,
+				.recovered = true });
+	}
+	ck_assert_int_eq(dt_epoch_build(&sa, &vms, ea, &ua), 0);
+	ck_assert_int_eq(dt_epoch_build_general(&sb, &vms, eb, &ub), 0);
+	ck_assert_uint_eq(ua, ub);
+	ck_assert_uint_eq(ea->nr_vms, eb->nr_vms);
+	for (size_t v = 0; v < ea->nr_vms; v++) {
+		const struct dt_epoch_vm *a = &ea->vms[v], *b = &eb->vms[v];
+
+		ck_assert_uint_eq(a->kvm, b->kvm);
+		ck_assert_int_eq(a->pid, b->pid);
+		ck_assert_uint_eq(a->nr_gfns, b->nr_gfns);
+		ck_assert_uint_eq(a->recovered, b->recovered);
+		ck_assert_uint_eq(a->unresolved, b->unresolved);
+		ck_assert_uint_eq(a->nr_vcpus, b->nr_vcpus);
+		ck_assert_uint_eq(a->nr_slots, b->nr_slots);
+		for (size_t i = 0; i < a->nr_vcpus; i++)
+			ck_assert(a->vcpus[i].id == b->vcpus[i].id &&
+				  a->vcpus[i].pages == b->vcpus[i].pages);
+		for (size_t i = 0; i < a->nr_slots; i++)
+			ck_assert(a->slots[i].id == b->slots[i].id &&
+				  a->slots[i].pages == b->slots[i].pages);
+		for (size_t i = 0; i < a->nr_gfns; i++) {
+			const struct dt_gfn *g = &a->gfns[i], *h = &b->gfns[i];
+
+			ck_assert_msg(g->gfn == h->gfn && g->offset == h->offset &&
+				      g->as_id == h->as_id && g->slot == h->slot &&
+				      g->vcpu == h->vcpu && g->ts == h->ts &&
+				      g->recovered == h->recovered,
+				      "vm %zu page %zu: fast %u:%u+%llx gfn %llx vcpu %d, general "
+				      "%u:%u+%llx gfn %llx vcpu %d", v, i, g->as_id, g->slot,
+				      (unsigned long long)g->offset, (unsigned long long)g->gfn,
+				      g->vcpu, h->as_id, h->slot, (unsigned long long)h->offset,
+				      (unsigned long long)h->gfn, h->vcpu);
+			if (i)
+				ck_assert_int_lt(dt_gfn__cmp(g - 1, g), 0);
+		}
+	}
+	dt_epoch__free(ea);
+	dt_epoch__free(eb);
+	dt_pageset_free(&sa);
+	dt_pageset_free(&sb);
+}
+END_TEST
+
 START_TEST(random_against_reference)
 {
 	uint64_t seed = 1000 + _i;
@@ -312,6 +408,7 @@ int main(void)
 	tcase_add_test(core, dedup_word_bits);
 	tcase_add_test(core, sublists_from_threads);
 	tcase_add_loop_test(core, random_against_reference, 0, 50);
+	tcase_add_loop_test(core, fast_path_equals_general, 0, 60);
 	tcase_add_test(limits, memory_follows_dirty_set);
 	suite_add_tcase(s, core);
 	suite_add_tcase(s, limits);
