@@ -71,7 +71,7 @@ MAN_NAMES := $(patsubst tools/man/%.scd,%,$(wildcard tools/man/*.scd))
 MAN_PAGES := $(patsubst %,$(OUTPUT)/man/%,$(MAN_NAMES))
 
 # Tests: Check suites, each one binary, tagged by what they need (see tests/run-tests).
-TEST_NAMES := check_gfnset check_window check_plan check_top check_trace check_install check_discover check_bpf check_exact check_tools check_dirtytop check_checkpoint check_trigger check_qemu check_exporter check_plan_tool
+TEST_NAMES := check_gfnset check_window check_plan check_top check_trace check_install check_discover check_bpf check_exact check_tools check_dirtytop check_checkpoint check_trigger check_qemu check_exporter check_plan_tool check_migrate
 TEST_BINS := $(patsubst %,$(OUTPUT)/tests/%,$(TEST_NAMES))
 TEST_COMMON := $(OUTPUT)/tests/testlib.o $(OUTPUT)/tests/vmm.o
 # Benchmarks in C (tests/bench/*.c): built with the tests, run by tests/bench/run (make bench,
@@ -90,7 +90,7 @@ lib: $(LIB_A) $(LIB_SO_REAL) $(LIB_SO) $(PC)
 tools: $(TOOL_BINS) $(patsubst %,$(OUTPUT)/bin/%,$(EXAMPLES))
 man: $(MAN_PAGES)
 tests: $(TEST_BINS) $(OUTPUT)/tests/vmm_selftest $(OUTPUT)/tests/qemu-guest.elf \
-       $(OUTPUT)/tests/fuzz_trace $(BENCH_BINS)
+       $(OUTPUT)/tests/migrate-guest.elf $(OUTPUT)/tests/fuzz_trace $(BENCH_BINS)
 
 $(OUTPUT) $(OUTPUT)/lib $(OUTPUT)/bin $(OUTPUT)/tests $(OUTPUT)/man $(OUTPUT)/tests/bench:
 	$(Q)mkdir -p $@
@@ -193,6 +193,12 @@ $(OUTPUT)/tests/qemu-guest.elf: tests/qemu-guest.S | $(OUTPUT)/tests
 	$(call msg,GUEST,$@)
 	$(Q)$(CC) -m32 -c $< -o $(OUTPUT)/tests/qemu-guest.o
 	$(Q)ld -m elf_i386 -n -Ttext=0x100000 -nostdlib $(OUTPUT)/tests/qemu-guest.o -o $@
+
+# check_migrate's guest: pages and rate from QEMU's -append (tests/migrate-guest.S).
+$(OUTPUT)/tests/migrate-guest.elf: tests/migrate-guest.S | $(OUTPUT)/tests
+	$(call msg,GUEST,$@)
+	$(Q)$(CC) -m32 -c $< -o $(OUTPUT)/tests/migrate-guest.o
+	$(Q)ld -m elf_i386 -n -Ttext=0x100000 -nostdlib $(OUTPUT)/tests/migrate-guest.o -o $@
 
 $(OUTPUT)/tests/vmm_selftest: $(OUTPUT)/tests/vmm_selftest.o $(OUTPUT)/tests/vmm.o
 	$(call msg,BINARY,$@)
