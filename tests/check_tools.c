@@ -472,6 +472,7 @@ START_TEST(record_events)
 	RUN(&r, "stream", "--events", "-p", pid, "-d", "1");
 	assert_one_error(&r, "--events needs --format bin");
 	unlink(path);
+	tvm_pages_free(&w.truth);
 	tvm_destroy(w.vm);
 }
 END_TEST
