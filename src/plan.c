@@ -1114,7 +1114,7 @@ int dt_workload__advise(const struct dt_workload *w, const struct dt_plan_params
 {
 	struct dt_plan_params q;
 	struct sim s;
-	double limit = 0, thr_slow, lim_slow = 1;
+	double limit = 0, thr_slow, lim_slow = 1, thr_cost, lim_cost;
 	int err;
 
 	if (!out || !p)
@@ -1161,29 +1161,46 @@ int dt_workload__advise(const struct dt_workload *w, const struct dt_plan_params
 	}
 
 	thr_slow = out->throttle_pct > 0 ? out->throttle_pct / 100.0 : 1;
+	/*
+	 * Between auto-converge and a dirty limit, the one that costs the guest less work: its
+	 * slowdown times how long the migration then lasts (a light limit that makes precopy run
+	 * for minutes can cost more than a stronger throttle that ends in seconds).
+	 */
+	thr_cost = out->throttle_pct > 0 && thr_slow <= p->max_slowdown ?
+		   thr_slow * out->throttled.total_seconds : INFINITY;
+	lim_cost = limit > 0 && lim_slow <= p->max_slowdown ?
+		   lim_slow * out->limited.total_seconds : INFINITY;
 	if (out->precopy.converges) {
 		out->rec = DT_PLAN_PRECOPY;
 		reason(out, "precopy converges unaided in %zu iterations, %.1f s, downtime %.0f ms "
 		       "(limit %.0f ms)", out->precopy.nr_iters, out->precopy.total_seconds,
 		       out->precopy.downtime_s * 1e3, p->downtime_limit_ns / 1e6);
-	} else if ((out->throttle_pct > 0 || limit > 0) &&
-		   (thr_slow <= lim_slow ? thr_slow : lim_slow) <= p->max_slowdown) {
+	} else if (thr_cost < INFINITY || lim_cost < INFINITY) {
 		reason(out, "precopy alone does not converge: after %zu iterations %llu pages "
 		       "(%.1f MiB) remain against a threshold of %.1f MiB",
 		       out->precopy.nr_iters, (unsigned long long)out->precopy.remaining_pages,
 		       out->precopy.remaining_pages * (double)w->page_size / (1 << 20),
 		       out->precopy.threshold_bytes / (double)(1 << 20));
-		if (thr_slow <= lim_slow) {
+		if (thr_cost <= lim_cost) {
 			out->rec = DT_PLAN_PRECOPY_THROTTLE;
 			reason(out, "auto-converge at %d%% (guest slowed by %d%%) converges in %zu "
-			       "iterations, %.1f s", out->throttle_pct, out->throttle_pct,
-			       out->throttled.nr_iters, out->throttled.total_seconds);
+			       "iterations, %.1f s: %.1f s of guest time lost", out->throttle_pct,
+			       out->throttle_pct, out->throttled.nr_iters,
+			       out->throttled.total_seconds, thr_cost);
+			if (lim_cost < INFINITY)
+				reason(out, "a dirty limit would lose %.1f s (%.0f%% for %.1f s)",
+				       lim_cost, lim_slow * 100, out->limited.total_seconds);
 		} else {
 			out->rec = DT_PLAN_PRECOPY_DIRTY_LIMIT;
 			reason(out, "a dirty limit of %.2f MB/s %s (guest slowed by %.0f%%) converges "
-			       "in %zu iterations, %.1f s", out->dirty_limit / (1 << 20),
+			       "in %zu iterations, %.1f s: %.1f s of guest time lost",
+			       out->dirty_limit / (1 << 20),
 			       out->dirty_limit_per_vcpu ? "per vCPU" : "for the VM",
-			       lim_slow * 100, out->limited.nr_iters, out->limited.total_seconds);
+			       lim_slow * 100, out->limited.nr_iters, out->limited.total_seconds,
+			       lim_cost);
+			if (thr_cost < INFINITY)
+				reason(out, "auto-converge would lose %.1f s (%d%% for %.1f s)",
+				       thr_cost, out->throttle_pct, out->throttled.total_seconds);
 			if (out->dirty_limit < (1 << 20))
 				reason(out, "QEMU's vcpu-dirty-limit is whole MB/s: below 1 MB/s it "
 				       "cannot be set this low");

@@ -261,8 +261,9 @@ struct dt_plan_advice {
 
 /*
  * All of the above and a recommendation: precopy when it converges unaided; else a throttle or a
- * dirty limit, whichever costs the guest less progress, if that is at most max_slowdown; else
- * postcopy. free with dt_plan_advice__free().
+ * dirty limit, whichever costs the guest less work (its slowdown times the migration's length),
+ * among those whose slowdown is at most max_slowdown; else postcopy. free with
+ * dt_plan_advice__free().
  */
 DT_API int dt_workload__advise(const struct dt_workload *w, const struct dt_plan_params *p,
 			       struct dt_plan_advice *out);
