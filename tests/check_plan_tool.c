@@ -369,6 +369,12 @@ START_TEST(ram_and_link)
 	ck_assert_msg(r.rc == 0, "rc %d: %s", r.rc, r.err);
 	assert_close(jnum(r.out, "link_bandwidth"), 1.25e9, 1e-9, "link_bandwidth");
 	assert_close(jnum(r.out, "downtime_ms"), 1002.0 * PS / 1.25e9 * 1e3, 0.02, "downtime");
+	assert_close(jnum(r.out, "bandwidth"), 64.0 * 1048576, 1e-9, "bandwidth");
+	/* a link alone is the migration's bandwidth as well */
+	RUN(&r, (char *)f, "--link", "10gbit", "--json");
+	ck_assert_msg(r.rc == 0, "rc %d: %s", r.rc, r.err);
+	assert_close(jnum(r.out, "bandwidth"), 1.25e9, 1e-9, "bandwidth from --link");
+	assert_close(jnum(r.out, "link_bandwidth"), 1.25e9, 1e-9, "link_bandwidth");
 	/* no memslot in the header: RAM must be given */
 	{
 		struct rec o = slow;

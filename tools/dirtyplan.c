@@ -229,6 +229,9 @@ static int validate(struct dt_plan_params *p, uint64_t *ram_bytes, uint32_t *pag
 	if (env.link && (err = dt_plan_parse_bandwidth(env.link, &p->switchover_bandwidth)))
 		return fail("invalid --link '%s': %s", env.link,
 			    unit_why(err, "a number and a unit, e.g. 10gbit, 1G (GiB/s)"));
+	/* a link alone is the bandwidth too: the user said what the wire carries */
+	if (env.link && !env.bandwidth)
+		p->bandwidth = p->switchover_bandwidth;
 	if (env.downtime && (err = dt_plan_parse_duration(env.downtime, &p->downtime_limit_ns)))
 		return fail("invalid --downtime '%s': %s", env.downtime,
 			    unit_why(err, "a number and a unit, e.g. 300ms, 1s"));
