@@ -46,7 +46,6 @@
 #include <dirtytrace/plan.h>
 #include "testlib.h"
 
-#define QEMU_BIN	"qemu-system-x86_64"
 #define GUEST_ELF	"migrate-guest.elf"
 #define GUEST_GFN	0x200		/* tests/migrate-guest.S: GUEST_BASE >> 12 */
 #define GUEST_MB	64
@@ -140,79 +139,13 @@ static void sleep_ms(unsigned int ms)
 		;
 }
 
-static bool in_path(const char *name)
-{
-	const char *path = getenv("PATH");
-	char buf[PATH_MAX];
-
-	while (path && *path) {
-		size_t n = strcspn(path, ":");
-
-		snprintf(buf, sizeof(buf), "%.*s/%s", (int)n, path, name);
-		if (n && !access(buf, X_OK))
-			return true;
-		path += n + (path[n] == ':');
-	}
-	return false;
-}
-
-static const char *need_qemu(void)
-{
-	const char *why = dt_test_need_kvm();
-
-	if (why)
-		return why;
-	return in_path(QEMU_BIN) ? NULL : "no " QEMU_BIN " in PATH";
-}
-
-/* The guest: $DT_TESTS_DIR, next to this binary, or $DT_BIN/../tests. */
+/* The guest, next to the test binaries (see dt_test_find_built). */
 static int find_guest(struct run *r)
 {
-	const char *tests = getenv("DT_TESTS_DIR");
-	const char *bin = getenv("DT_BIN") ?: ".output/bin";
-	char self[PATH_MAX - 32], *slash;
-	ssize_t n;
-
-	if (tests) {
-		snprintf(r->elf, sizeof(r->elf), "%s/" GUEST_ELF, tests);
-		FAIL_IF(r, access(r->elf, R_OK), "no guest at %s (DT_TESTS_DIR)", r->elf);
-		return 0;
-	}
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n > 0) {
-		self[n] = 0;
-		slash = strrchr(self, '/');
-		if (slash) {
-			*slash = 0;
-			snprintf(r->elf, sizeof(r->elf), "%s/" GUEST_ELF, self);
-			if (!access(r->elf, R_OK))
-				return 0;
-		}
-	}
-	snprintf(r->elf, sizeof(r->elf), "%s/../tests/" GUEST_ELF, bin);
-	FAIL_IF(r, access(r->elf, R_OK), "no guest " GUEST_ELF " next to this test nor at %s: "
-		"build it from tests/migrate-guest.S", r->elf);
+	FAIL_IF(r, dt_test_find_built(GUEST_ELF, r->elf, sizeof(r->elf)),
+		"no guest " GUEST_ELF " next to this test nor at %s: build it from "
+		"tests/migrate-guest.S", r->elf);
 	return 0;
-}
-
-/* fork + exec, stdout and stderr to err; the child dies with us. */
-static pid_t spawn(char *const argv[], const char *err)
-{
-	pid_t parent = getpid(), pid = fork();
-	int fd;
-
-	if (pid)
-		return pid;
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != parent)
-		_exit(126);
-	fd = open("/dev/null", O_RDONLY);
-	dup2(fd, 0);
-	fd = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	dup2(fd, 1);
-	dup2(fd, 2);
-	execvp(argv[0], argv);
-	_exit(127);
 }
 
 static int alive(struct run *r, pid_t *pid, const char *who)
@@ -231,7 +164,7 @@ static pid_t start_qemu(struct run *r, const struct mig_case *c, bool incoming)
 {
 	char sock[64], qmp[96], err[64], append[64], mem[16], in[80];
 	char *argv[32] = {
-		QEMU_BIN, "-accel", "kvm,dirty-ring-size=" RING_ENTRIES, "-m", mem, "-smp", "1",
+		DT_QEMU_BIN, "-accel", "kvm,dirty-ring-size=" RING_ENTRIES, "-m", mem, "-smp", "1",
 		"-cpu", "qemu64,kvmclock=off", "-global", "kvm-apic.vapic=off", "-nodefaults",
 		"-display", "none", "-kernel", r->elf, "-append", append,
 	};
@@ -251,7 +184,7 @@ static pid_t start_qemu(struct run *r, const struct mig_case *c, bool incoming)
 		argv[n++] = qmp;
 	}
 	argv[n] = NULL;
-	return spawn(argv, err);
+	return dt_test_spawn(argv, err, err);
 }
 
 static int qmp(struct run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -735,7 +668,7 @@ static void check_case(const struct mig_case *c)
 {
 	struct mig_result res;
 	char msg[1024];
-	const char *why = need_qemu();
+	const char *why = dt_test_need_qemu();
 
 	if (why)
 		DT_SKIP("%s", why);
@@ -791,7 +724,7 @@ static const struct mig_case full[] = {
 static int run_full(void)
 {
 	size_t n = sizeof(full) / sizeof(full[0]), same = 0, done = 0;
-	const char *why = need_qemu();
+	const char *why = dt_test_need_qemu();
 	double terr = 0, berr = 0;
 	size_t nerr = 0;
 
@@ -831,7 +764,7 @@ static int run_one(char **argv)
 	double v[5];
 	struct mig_result res;
 	char msg[1024], *end;
-	const char *why = need_qemu();
+	const char *why = dt_test_need_qemu();
 
 	for (int i = 0; i < 5; i++) {
 		v[i] = strtod(argv[i], &end);

@@ -30,7 +30,6 @@
 #include <dirtytrace/dirtytrace.h>
 #include "testlib.h"
 
-#define QEMU_BIN	"qemu-system-x86_64"
 #define GUEST_ELF	"qemu-guest.elf"
 /* tests/qemu-guest.S: GUEST_BASE >> 12 and GUEST_NPAGES */
 #define GUEST_GFN	0x200
@@ -122,85 +121,17 @@ static char *read_all(const char *path)
 	return buf;
 }
 
-static bool in_path(const char *name)
-{
-	const char *path = getenv("PATH");
-	char buf[PATH_MAX];
-
-	while (path && *path) {
-		size_t n = strcspn(path, ":");
-
-		snprintf(buf, sizeof(buf), "%.*s/%s", (int)n, path, name);
-		if (n && !access(buf, X_OK))
-			return true;
-		path += n + (path[n] == ':');
-	}
-	return false;
-}
-
-static const char *need_qemu(void)
-{
-	const char *why = dt_test_need_kvm();
-
-	if (why)
-		return why;
-	return in_path(QEMU_BIN) ? NULL : "no " QEMU_BIN " in PATH";
-}
-
-/* The guest lives next to the test binaries: $DT_TESTS_DIR, our own dir, or $DT_BIN/../tests. */
+/* The tool, and the guest next to the test binaries (see dt_test_find_built). */
 static int find_files(struct run *r)
 {
 	const char *bin = getenv("DT_BIN") ?: ".output/bin";
-	const char *tests = getenv("DT_TESTS_DIR");
-	char self[PATH_MAX - 32], *slash;	/* room for the file name */
-	ssize_t n;
 
 	snprintf(r->tool_path, sizeof(r->tool_path), "%s/dirtytrace", bin);
 	FAIL_IF(r, access(r->tool_path, X_OK), "no tool at %s (set DT_BIN)", r->tool_path);
-	if (tests) {
-		snprintf(r->elf, sizeof(r->elf), "%s/" GUEST_ELF, tests);
-		FAIL_IF(r, access(r->elf, R_OK), "no guest at %s (DT_TESTS_DIR)", r->elf);
-		return 0;
-	}
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n > 0) {
-		self[n] = 0;
-		slash = strrchr(self, '/');
-		if (slash) {
-			*slash = 0;
-			snprintf(r->elf, sizeof(r->elf), "%s/" GUEST_ELF, self);
-			if (!access(r->elf, R_OK))
-				return 0;
-		}
-	}
-	snprintf(r->elf, sizeof(r->elf), "%s/../tests/" GUEST_ELF, bin);
-	FAIL_IF(r, access(r->elf, R_OK), "no guest " GUEST_ELF " next to this test nor at %s: "
-		"build it from tests/qemu-guest.S", r->elf);
+	FAIL_IF(r, dt_test_find_built(GUEST_ELF, r->elf, sizeof(r->elf)),
+		"no guest " GUEST_ELF " next to this test nor at %s: build it from "
+		"tests/qemu-guest.S", r->elf);
 	return 0;
-}
-
-/* fork + exec with stdout/stderr to files; the child dies with us even if Check kills us. */
-static pid_t spawn(char *const argv[], const char *out, const char *err)
-{
-	pid_t parent = getpid(), pid = fork();
-	int fd;
-
-	if (pid)
-		return pid;
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != parent)
-		_exit(126);
-	fd = open("/dev/null", O_RDONLY);
-	dup2(fd, 0);
-	fd = open(out ?: "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	dup2(fd, 1);
-	fd = open(err ?: "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	dup2(fd, 2);
-	if (strchr(argv[0], '/'))
-		execv(argv[0], argv);
-	else
-		execvp(argv[0], argv);
-	_exit(127);
 }
 
 static void describe_status(int status, char *buf, size_t sz)
@@ -373,7 +304,7 @@ static int boot(struct run *r)
 	char sock[64], qmp_arg[96], top_arg[96], top_sock[64], err[64];
 	/* a QMP socket serves one client: the second one is dirtytop's */
 	char *argv[] = {
-		QEMU_BIN, "-accel", r->bitmap ? "kvm" : "kvm,dirty-ring-size=4096", "-m", "128", "-smp", "1",
+		DT_QEMU_BIN, "-accel", r->bitmap ? "kvm" : "kvm,dirty-ring-size=4096", "-m", "128", "-smp", "1",
 		"-cpu", "qemu64,kvmclock=off", "-global", "kvm-apic.vapic=off", "-nodefaults",
 		"-display", "none", "-kernel", r->elf, "-qmp", qmp_arg, "-qmp", top_arg, NULL,
 	};
@@ -389,7 +320,7 @@ static int boot(struct run *r)
 	snprintf(qmp_arg, sizeof(qmp_arg), "unix:%s,server=on,wait=off", sock);
 	in_dir(r, "top.sock", top_sock, sizeof(top_sock));
 	snprintf(top_arg, sizeof(top_arg), "unix:%s,server=on,wait=off", top_sock);
-	r->qemu = r->qemu_pid = spawn(argv, NULL, err);
+	r->qemu = r->qemu_pid = dt_test_spawn(argv, NULL, err);
 	FAIL_IF(r, r->qemu < 0, "fork: %s", strerror(errno));
 	if (qmp_connect(r, sock))
 		return -1;
@@ -425,7 +356,7 @@ static int tool_start(struct run *r, const char *seconds)
 	snprintf(pid, sizeof(pid), "%d", r->qemu);
 	in_dir(r, "tool.out", out, sizeof(out));
 	in_dir(r, "tool.err", err, sizeof(err));
-	r->tool = spawn(argv, out, err);
+	r->tool = dt_test_spawn(argv, out, err);
 	FAIL_IF(r, r->tool < 0, "fork: %s", strerror(errno));
 	return 0;
 }
@@ -806,7 +737,7 @@ static struct run *run_new(void)
 #define QEMU_TEST(name, fn)							\
 	START_TEST(name)							\
 	{									\
-		const char *why = need_qemu();					\
+		const char *why = dt_test_need_qemu();					\
 		struct run *r;							\
 		char msg[sizeof(r->msg)];					\
 		int err;							\
@@ -859,7 +790,7 @@ static int dirtytop_start(struct run *r, bool qmp, char **extra)
 	while (*extra && n < 15)
 		argv[n++] = *extra++;
 	argv[n] = NULL;
-	r->tool = spawn(argv, out, err);
+	r->tool = dt_test_spawn(argv, out, err);
 	FAIL_IF(r, r->tool < 0, "fork: %s", strerror(errno));
 	return 0;
 }
@@ -1017,7 +948,7 @@ static enum dt_source_id host_source(void)
 START_TEST(dirtytop_bitmap_vm)
 {
 	struct run *r;
-	const char *why = need_qemu();
+	const char *why = dt_test_need_qemu();
 	int err;
 
 	if (why)
@@ -1036,7 +967,7 @@ END_TEST
 START_TEST(dirtytop_qmp_rates)
 {
 	struct run *r;
-	const char *why = need_qemu();
+	const char *why = dt_test_need_qemu();
 	int err;
 
 	if (why)

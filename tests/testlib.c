@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include "testlib.h"
 #include "vmm.h"
@@ -131,4 +134,76 @@ void dt_test_kill(int pid)
 {
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
+}
+
+static bool in_path(const char *name)
+{
+	const char *path = getenv("PATH");
+	char buf[PATH_MAX];
+
+	while (path && *path) {
+		size_t n = strcspn(path, ":");
+
+		snprintf(buf, sizeof(buf), "%.*s/%s", (int)n, path, name);
+		if (n && !access(buf, X_OK))
+			return true;
+		path += n + (path[n] == ':');
+	}
+	return false;
+}
+
+const char *dt_test_need_qemu(void)
+{
+	const char *why = dt_test_need_kvm();
+
+	if (why)
+		return why;
+	return in_path(DT_QEMU_BIN) ? NULL : "no " DT_QEMU_BIN " in PATH";
+}
+
+int dt_test_find_built(const char *name, char *out, size_t sz)
+{
+	const char *tests = getenv("DT_TESTS_DIR");
+	const char *bin = getenv("DT_BIN") ?: ".output/bin";
+	char self[PATH_MAX], *slash;
+	ssize_t n;
+
+	if (tests) {
+		snprintf(out, sz, "%s/%s", tests, name);
+		return access(out, R_OK) ? -ENOENT : 0;
+	}
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		self[n] = 0;
+		slash = strrchr(self, '/');
+		if (slash) {
+			*slash = 0;
+			snprintf(out, sz, "%s/%s", self, name);
+			if (!access(out, R_OK))
+				return 0;
+		}
+	}
+	snprintf(out, sz, "%s/../tests/%s", bin, name);
+	return access(out, R_OK) ? -ENOENT : 0;
+}
+
+int dt_test_spawn(char *const argv[], const char *out, const char *err)
+{
+	pid_t parent = getpid(), pid = fork();
+	int fd;
+
+	if (pid)
+		return pid;
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(126);
+	fd = open("/dev/null", O_RDONLY);
+	dup2(fd, 0);
+	fd = open(out ?: "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	dup2(fd, 1);
+	if (!err || !out || strcmp(err, out))
+		fd = open(err ?: "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	dup2(fd, 2);
+	execvp(argv[0], argv);
+	_exit(127);
 }

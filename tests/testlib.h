@@ -27,6 +27,22 @@ int dt_test_writer_vmm(int vcpus);
 /* SIGKILL and reap. */
 void dt_test_kill(int pid);
 
+/* qemu-system-x86_64, the VMM the QEMU suites start. */
+#define DT_QEMU_BIN "qemu-system-x86_64"
+/* Why QEMU cannot be run here (no KVM, no DT_QEMU_BIN in PATH), or NULL. */
+const char *dt_test_need_qemu(void);
+/*
+ * A file built next to the test binaries (a guest image): $DT_TESTS_DIR/name, else beside this
+ * binary, else $DT_BIN/../tests/name. 0, or -ENOENT with out holding the last path tried.
+ */
+int dt_test_find_built(const char *name, char *out, size_t sz);
+/*
+ * fork + exec (PATH searched for a bare name) with stdin from /dev/null and stdout / stderr to
+ * the files out / err (NULL: /dev/null; the same path: both into it). The child gets SIGKILL
+ * when the test process dies, even if Check kills it.
+ */
+int dt_test_spawn(char *const argv[], const char *out, const char *err);
+
 /* Runs the suite, prints "RESULT <suite> passed N failed N skipped N"; exit status for main. */
 int dt_test_main(Suite *s, const char *name);
 
