@@ -4,9 +4,11 @@
 #define DT_TOOLS_COMMON_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include <dirtytrace/dirtytrace.h>
@@ -61,6 +63,50 @@ static inline void tool_json_str(const char *s)
 }
 
 /* The library's messages: DT_INFO with -v, DT_DEBUG (libbpf's too) with -vv, warnings always. */
+/* One error line on stderr, "prog: msg"; in JSON mode also {"error": msg} on stdout. Returns 1. */
+static inline int tool_vfail(const char *prog, int json, const char *fmt, va_list ap)
+{
+	char msg[512];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	fprintf(stderr, "%s: %s\n", prog, msg);
+	if (json) {
+		printf("{\"error\":");
+		tool_json_str(msg);
+		printf("}\n");
+	}
+	return 1;
+}
+
+/* QEMU's -name (guest=NAME,... or NAME) from /proc/PID/cmdline; out is empty when there is none. */
+static inline void tool_qemu_name(pid_t pid, char *out, size_t sz)
+{
+	char path[64], buf[8192];
+	ssize_t n;
+	int fd;
+
+	out[0] = 0;
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = 0;
+	for (char *a = buf; a < buf + n; a += strlen(a) + 1) {
+		char *v = a + strlen(a) + 1;
+
+		if (strcmp(a, "-name") || v >= buf + n)
+			continue;
+		if (!strncmp(v, "guest=", 6))
+			v += 6;
+		snprintf(out, sz, "%.*s", (int)strcspn(v, ","), v);
+		return;
+	}
+}
+
 static inline int tool_message(const char *prog, int verbose, enum dt_print_level level,
 			       const char *fmt, va_list ap)
 {

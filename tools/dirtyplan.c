@@ -140,19 +140,13 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 __attribute__((format(printf, 1, 2)))
 static int fail(const char *fmt, ...)
 {
-	char msg[512];
 	va_list ap;
+	int ret;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	ret = tool_vfail(PROG, env.json, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, PROG ": %s\n", msg);
-	if (env.json) {
-		printf("{\"error\":");
-		tool_json_str(msg);
-		printf("}\n");
-	}
-	return 1;
+	return ret;
 }
 
 static int print_fn(enum dt_print_level level, const char *fmt, va_list ap)

@@ -139,37 +139,13 @@ static struct name_cache {
 static void qemu_name(pid_t pid, char *out, size_t sz)
 {
 	struct name_cache *c = &names[pid % 64];
-	char path[64], buf[8192];
-	ssize_t n;
-	int fd;
 
-	if (c->pid == pid) {
-		if (c->name[0])
-			snprintf(out, sz, "%s", c->name);
-		return;
+	if (c->pid != pid) {
+		c->pid = pid;
+		tool_qemu_name(pid, c->name, sizeof(c->name));
 	}
-	c->pid = pid;
-	c->name[0] = 0;
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return;
-	buf[n] = 0;
-	for (char *a = buf; a < buf + n; a += strlen(a) + 1) {
-		char *v = a + strlen(a) + 1;
-
-		if (strcmp(a, "-name") || v >= buf + n)
-			continue;
-		if (!strncmp(v, "guest=", 6))
-			v += 6;
-		snprintf(c->name, sizeof(c->name), "%.*s", (int)strcspn(v, ","), v);
+	if (c->name[0])
 		snprintf(out, sz, "%s", c->name);
-		return;
-	}
 }
 
 static bool wanted(pid_t pid)
@@ -606,14 +582,13 @@ static void release_all(void)
 static int fail(const char *fmt, ...)
 {
 	va_list ap;
+	int ret;
 
 	curses_end();
-	fprintf(stderr, PROG ": ");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	ret = tool_vfail(PROG, 0, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\n");
-	return 1;
+	return ret;
 }
 
 int main(int argc, char **argv)

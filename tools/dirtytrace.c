@@ -233,19 +233,13 @@ static void sig_handler(int sig)
 __attribute__((format(printf, 1, 2)))
 static int fail(const char *fmt, ...)
 {
-	char msg[512];
 	va_list ap;
+	int ret;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	ret = tool_vfail(PROG, env.json, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, PROG ": %s\n", msg);
-	if (env.json) {
-		printf("{\"error\":");
-		tool_json_str(msg);
-		printf("}\n");
-	}
-	return 1;
+	return ret;
 }
 
 /* The checks every command needs first. */

@@ -626,35 +626,6 @@ struct vm_state {
 	bool seen;
 };
 
-/* QEMU's -name (guest=NAME,... or NAME), read once per VM; empty when there is none. */
-static void qemu_name(pid_t pid, char *out, size_t sz)
-{
-	char path[64], buf[8192];
-	ssize_t n;
-	int fd;
-
-	out[0] = 0;
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return;
-	buf[n] = 0;
-	for (char *a = buf; a < buf + n; a += strlen(a) + 1) {
-		char *v = a + strlen(a) + 1;
-
-		if (strcmp(a, "-name") || v >= buf + n)
-			continue;
-		if (!strncmp(v, "guest=", 6))
-			v += 6;
-		snprintf(out, sz, "%.*s", (int)strcspn(v, ","), v);
-		return;
-	}
-}
-
 struct harvester {
 	struct dt_tracer *t;
 	struct dt_top *top;
@@ -683,7 +654,7 @@ static struct vm_state *vm_state(struct harvester *h, const struct dt_top_vm *v)
 	memset(s, 0, sizeof(*s));
 	s->kvm = v->kvm;
 	s->pid = v->pid;
-	qemu_name(v->pid, s->name, sizeof(s->name));
+	tool_qemu_name(v->pid, s->name, sizeof(s->name));
 	return s;
 }
 
