@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <dirtytrace/dirtytrace.h>
 
 /* CLOCK_MONOTONIC in nanoseconds: the clock of epochs, BPF timestamps and the tools' timers. */
@@ -105,6 +107,52 @@ static inline void tool_qemu_name(pid_t pid, char *out, size_t sz)
 		snprintf(out, sz, "%.*s", (int)strcspn(v, ","), v);
 		return;
 	}
+}
+
+/* A trace file, mapped and opened for reading (the reader decodes in memory). */
+struct tool_trace {
+	struct dt_trace_reader *r;
+	void *map;
+	size_t len;
+};
+
+/* 0, or -1 with err holding the one-line reason ("cannot open F: ...", "F: damaged ..."). */
+static inline int tool_trace_open(struct tool_trace *tt, const char *path, char *err, size_t sz)
+{
+	char why[256];
+	struct stat st;
+	int fd;
+
+	tt->r = NULL;
+	tt->map = MAP_FAILED;
+	tt->len = 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st)) {
+		snprintf(err, sz, "cannot open %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	if (st.st_size) {
+		tt->map = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+		tt->len = tt->map == MAP_FAILED ? 0 : st.st_size;
+	}
+	close(fd);
+	tt->r = dt_trace_reader__new(tt->len ? tt->map : "", tt->len, why, sizeof(why));
+	if (!tt->r) {
+		snprintf(err, sz, "%s: %s", path, why);
+		return -1;
+	}
+	return 0;
+}
+
+static inline void tool_trace_close(struct tool_trace *tt)
+{
+	dt_trace_reader__free(tt->r);
+	if (tt->map != MAP_FAILED)
+		munmap(tt->map, tt->len);
+	tt->r = NULL;
+	tt->map = MAP_FAILED;
 }
 
 static inline int tool_message(const char *prog, int verbose, enum dt_print_level level,

@@ -410,29 +410,18 @@ static int plan_add(struct plan *pl, uint64_t start_ns, uint64_t end_ns, uint64_
 
 static int load_file(struct plan *pl, uint64_t ram_bytes, uint32_t page_size)
 {
-	struct dt_trace_reader *r = NULL;
 	const struct dt_trace_header *h;
+	struct dt_trace_reader *r;
 	struct dt_trace_epoch e;
-	void *map = MAP_FAILED;
-	struct stat st;
-	char why[256];
-	int fd, err, ret = 1;
+	struct tool_trace tt;
+	char why[512];
+	int err, ret = 1;
 
-	fd = open(env.file, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return fail("cannot open %s: %s", env.file, strerror(errno));
-	if (fstat(fd, &st)) {
-		ret = fail("cannot read %s: %s", env.file, strerror(errno));
+	if (tool_trace_open(&tt, env.file, why, sizeof(why))) {
+		fail("%s", why);
 		goto out;
 	}
-	if (st.st_size)
-		map = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	r = dt_trace_reader__new(map == MAP_FAILED ? "" : map, map == MAP_FAILED ? 0 : st.st_size,
-				 why, sizeof(why));
-	if (!r) {
-		ret = fail("%s: %s", env.file, why);
-		goto out;
-	}
+	r = tt.r;
 	h = dt_trace_reader__header(r);
 	if (h->page_size != page_size) {
 		ret = fail("%s: recorded with %u-byte pages, not %u (--page-size)", env.file,
@@ -477,10 +466,7 @@ static int load_file(struct plan *pl, uint64_t ram_bytes, uint32_t page_size)
 			"read %zu whole epochs\n", env.file, pl->nr_eps);
 	ret = 0;
 out:
-	dt_trace_reader__free(r);
-	if (map != MAP_FAILED)
-		munmap(map, st.st_size);
-	close(fd);
+	tool_trace_close(&tt);
 	return ret;
 }
 

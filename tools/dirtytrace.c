@@ -1237,31 +1237,20 @@ static void print_report(const struct report *rp, const struct dt_trace_header *
 static int cmd_report(void)
 {
 	struct report rp = {};
-	struct dt_trace_reader *r = NULL;
+	struct dt_trace_reader *r;
 	struct dt_trace_epoch e;
 	struct dt_wss *wss = NULL;
-	struct stat st;
-	char why[256];
-	void *map = MAP_FAILED;
-	int fd, err, ret = 1;
+	struct tool_trace tt;
+	char why[512];
+	int err, ret = 1;
 
 	if (!env.file)
 		return fail("report needs a FILE (made by 'dirtytrace record')");
-	fd = open(env.file, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return fail("cannot open %s: %s", env.file, strerror(errno));
-	if (fstat(fd, &st)) {
-		ret = fail("cannot read %s: %s", env.file, strerror(errno));
+	if (tool_trace_open(&tt, env.file, why, sizeof(why))) {
+		fail("%s", why);
 		goto out;
 	}
-	if (st.st_size)
-		map = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	r = dt_trace_reader__new(map == MAP_FAILED ? "" : map, map == MAP_FAILED ? 0 : st.st_size,
-				 why, sizeof(why));
-	if (!r) {
-		ret = fail("%s: %s", env.file, why);
-		goto out;
-	}
+	r = tt.r;
 	wss = dt_wss__new(60000000000ull);
 	if (!wss) {
 		ret = fail("out of memory");
@@ -1294,10 +1283,7 @@ out:
 	free(rp.slots);
 	free(rp.regions);
 	dt_wss__free(wss);
-	dt_trace_reader__free(r);
-	if (map != MAP_FAILED)
-		munmap(map, st.st_size);
-	close(fd);
+	tool_trace_close(&tt);
 	return ret;
 }
 
