@@ -26,6 +26,12 @@ const volatile __u32 filter_pids[DT_MAX_PIDS] = {};
 const volatile __u32 nr_filter_pids = 0;
 const volatile __u32 filter_slot = DT_SLOT_ANY;
 const volatile __u32 page_source = DT_SRC_RING_PUSH;
+/*
+ * Page records wake the consumer only once this much is waiting (0: on every record, the ring
+ * buffer's default). A wakeup per record costs the consumer a context switch per page, taken
+ * from the vCPUs on a busy host; consumers read on their own timers and the cut drains anyway.
+ */
+const volatile __u64 wakeup_bytes = 0;
 
 /*
  * Epoch number, written by userspace through the mmapped .bss. Pages are deduplicated in
@@ -195,6 +201,14 @@ static __always_inline void count_for_trigger(__u64 kvm, __u32 tgid, __s32 vcpu,
 					 .flags = DT_EV_TRIGGER }, BPF_RB_FORCE_WAKEUP);
 }
 
+static __always_inline __u64 page_wakeup(void)
+{
+	if (!wakeup_bytes)
+		return 0;
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
+	       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
 /* st: the vCPU's stats entry when the caller has it, else looked up here (raw per vCPU). */
 static __always_inline void emit_page(__u64 kvm, __u32 tgid, __s32 vcpu, __u16 as_id, __u16 id,
 				      __u64 offset, __u64 gfn, __u8 source,
@@ -238,7 +252,8 @@ static __always_inline void emit_page(__u64 kvm, __u32 tgid, __s32 vcpu, __u16 a
 
 	if (!submit_event(&(struct dt_event){ .kvm = kvm, .offset = offset, .gfn = gfn,
 					      .tgid = tgid, .vcpu = vcpu, .epoch = ep, .as_id = as_id,
-					      .slot = id, .source = source, .flags = flags }, 0)) {
+					      .slot = id, .source = source, .flags = flags },
+			  page_wakeup())) {
 		/* a page marked in the dedup map is recovered at the cut; one that is not is lost */
 		if (fresh < 0)
 			c->lost++;

@@ -118,6 +118,7 @@ static int configure(struct dt_tracer *t, struct capture *skel, const struct dt_
 	skel->rodata->filter_slot = o->filter_slot ?
 		((uint32_t)o->slot_as_id << 16) | o->slot_id : DT_SLOT_ANY;
 	skel->rodata->page_source = src;
+	skel->rodata->wakeup_bytes = rb / 8;
 	skel->bss->trigger_pages = o->trigger_pages;
 	skel->bss->trigger_stop = o->trigger_stop;
 
@@ -375,6 +376,9 @@ int dt_tracer__poll(struct dt_tracer *t, int timeout_ms)
 {
 	int n = ring_buffer__poll(t->rb, timeout_ms);
 
+	/* page records wake us only in bulk: what waits below that is read now */
+	if (n == 0)
+		n = ring_buffer__consume(t->rb);
 	return n < 0 ? (n == -EINTR ? -EINTR : n) : n;
 }
 

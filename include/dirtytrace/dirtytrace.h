@@ -115,10 +115,15 @@ struct dt_tracer;
 /* Probes, loads and attaches; the VMs to watch need not exist yet. */
 DT_API struct dt_tracer *dt_tracer__open(const struct dt_tracer_opts *opts);
 DT_API void dt_tracer__close(struct dt_tracer *t);
-/* Waits up to timeout_ms for records and consumes them; returns records consumed or -errno
- * (-EINTR when a signal arrived: not an error for a tool). */
+/*
+ * Waits up to timeout_ms for records and consumes them; returns records consumed or -errno
+ * (-EINTR when a signal arrived: not an error for a tool). Page records wake a waiter only in
+ * bulk (an eighth of the ring buffer), to spare a context switch per page: a call returns
+ * at its timeout with what was waiting. The cut drains everything whatever the caller did.
+ */
 DT_API int dt_tracer__poll(struct dt_tracer *t, int timeout_ms);
-/* An fd that becomes readable when records are waiting (for the caller's own event loop). */
+/* An fd that becomes readable when records are waiting in bulk, or a trigger fired (for the
+ * caller's own event loop, which should also call dt_tracer__poll(t, 0) on its timer). */
 DT_API int dt_tracer__fd(const struct dt_tracer *t);
 DT_API enum dt_source_id dt_tracer__source(const struct dt_tracer *t);
 
