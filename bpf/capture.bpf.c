@@ -43,6 +43,12 @@ struct dt_inflight inflight[DT_MAX_CPUS] = {};
 /* Checkpoint trigger, set by userspace at run time: 0 = off. */
 __u64 trigger_pages = 0;
 __u32 trigger_stop = 0;		/* also stop the VMM (SIGSTOP) at the triggering page */
+/*
+ * The last firing, for a waiter to read at once: its record may sit behind thousands of page
+ * records in the ring buffer. The fields are written first, then the sequence bumped.
+ */
+__u64 fired_kvm = 0, fired_ns = 0;
+__u32 fired_tgid = 0, fired_epoch = 0, fired_seq = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -195,6 +201,11 @@ static __always_inline void count_for_trigger(__u64 kvm, __u32 tgid, __s32 vcpu,
 		return;
 	if (trigger_stop)
 		bpf_send_signal(19 /* SIGSTOP */);
+	fired_kvm = kvm;
+	fired_ns = bpf_ktime_get_ns();
+	fired_tgid = tgid;
+	fired_epoch = ep;
+	__sync_fetch_and_add(&fired_seq, 1);
 	/* lost to a full ring buffer, it is not missed: the waiter also polls the count */
 	submit_event(&(struct dt_event){ .kvm = kvm, .offset = count, .gfn = DT_GFN_UNKNOWN,
 					 .tgid = tgid, .vcpu = vcpu, .epoch = ep,

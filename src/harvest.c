@@ -222,6 +222,23 @@ static bool count_reached(struct dt_tracer *t)
 	return false;
 }
 
+/* The BPF program's note of its last firing, read without draining the ring buffer first. */
+static bool fired_note(struct dt_tracer *t)
+{
+	struct capture__bss *b = t->skel->bss;
+	uint32_t seq = __atomic_load_n(&b->fired_seq, __ATOMIC_ACQUIRE);
+
+	if (seq == t->fired_seq_seen)
+		return false;
+	t->fired_seq_seen = seq;
+	if (b->fired_epoch != t->epoch)
+		return false;	/* a firing of an epoch already cut */
+	t->trigger_fired = true;
+	t->trigger = (struct dt_trigger){ .kvm = b->fired_kvm, .pid = b->fired_tgid,
+					  .fired_ns = b->fired_ns, .woke_ns = dt_now_ns() };
+	return true;
+}
+
 int dt_tracer__wait_trigger(struct dt_tracer *t, int timeout_ms, struct dt_trigger *out)
 {
 	uint64_t end = dt_now_ns() + (uint64_t)timeout_ms * 1000000;
@@ -234,6 +251,11 @@ int dt_tracer__wait_trigger(struct dt_tracer *t, int timeout_ms, struct dt_trigg
 		uint64_t now = dt_now_ns(), v;
 		int ms;
 
+		/* the note first: the record may wait behind a bulk of page records */
+		if (t->trigger_fired || fired_note(t)) {
+			*out = t->trigger;
+			return 0;
+		}
 		ring_buffer__consume(t->rb);
 		if (t->trigger_fired || (t->skel->bss->trigger_pages && count_reached(t))) {
 			*out = t->trigger;

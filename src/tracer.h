@@ -38,6 +38,7 @@ struct dt_tracer {
 
 	int quiesce_fd;			/* eventfd: wakes dt_tracer__wait_trigger */
 	bool trigger_fired;
+	uint32_t fired_seq_seen;	/* the BPF program's fired_seq last read */
 	struct dt_trigger trigger;
 };
 
