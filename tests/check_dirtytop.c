@@ -113,12 +113,9 @@ static double num(const char *s, const char *key)
 
 static char *slurp(const char *path)
 {
-	FILE *f = fopen(path, "r");
-	char *buf = calloc(1, 1 << 18);
+	char *buf = dt_test_read_file(path, NULL);
 
-	ck_assert_msg(f, "%s: %s", path, strerror(errno));
-	ck_assert_uint_lt(fread(buf, 1, (1 << 18) - 1, f), (1 << 18) - 1);
-	fclose(f);
+	ck_assert_msg(buf, "%s: %s", path, strerror(errno));
 	return buf;
 }
 

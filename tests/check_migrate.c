@@ -123,22 +123,6 @@ static void set_msg(struct run *r, const char *fmt, ...)
 		}								\
 	} while (0)
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(unsigned int ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
-}
-
 /* The guest, next to the test binaries (see dt_test_find_built). */
 static int find_guest(struct run *r)
 {
@@ -249,7 +233,7 @@ static int guest_read(struct run *r, unsigned long gpa, unsigned long *val)
 static int boot(struct run *r, const struct mig_case *c)
 {
 	char sock[64];
-	uint64_t end = now_ms() + 30000;
+	uint64_t end = dt_test_now_ms() + 30000;
 	unsigned long counter = 0;
 
 	if (find_guest(r))
@@ -263,8 +247,8 @@ static int boot(struct run *r, const struct mig_case *c)
 	while (!(r->qmp = dt_qmp__open(sock))) {
 		if (alive(r, &r->src, "source"))
 			return -1;
-		FAIL_IF(r, now_ms() > end, "QMP socket %s: %s", sock, strerror(errno));
-		sleep_ms(50);
+		FAIL_IF(r, dt_test_now_ms() > end, "QMP socket %s: %s", sock, strerror(errno));
+		dt_test_sleep_ms(50);
 	}
 	for (;;) {
 		if (alive(r, &r->src, "source") || alive(r, &r->dst, "destination"))
@@ -273,8 +257,8 @@ static int boot(struct run *r, const struct mig_case *c)
 			return -1;
 		if (counter)
 			break;
-		FAIL_IF(r, now_ms() > end, "the guest did not write its last page within 30 s");
-		sleep_ms(100);
+		FAIL_IF(r, dt_test_now_ms() > end, "the guest did not write its last page within 30 s");
+		dt_test_sleep_ms(100);
 	}
 	return 0;
 }
@@ -295,13 +279,13 @@ static int cut_into(struct run *r, struct dt_workload *w)
 /* Epochs of EPOCH_MS for ms, consuming records meanwhile. */
 static int record_for(struct run *r, struct dt_workload *w, unsigned int ms)
 {
-	uint64_t end = now_ms() + ms, next = now_ms() + EPOCH_MS;
+	uint64_t end = dt_test_now_ms() + ms, next = dt_test_now_ms() + EPOCH_MS;
 
-	while (now_ms() < end) {
+	while (dt_test_now_ms() < end) {
 		int err = dt_tracer__poll(r->tracer, 20);
 
 		FAIL_IF(r, err < 0 && err != -EINTR, "dt_tracer__poll: %s", strerror(-err));
-		if (now_ms() >= next) {
+		if (dt_test_now_ms() >= next) {
 			if (cut_into(r, w))
 				return -1;
 			next += EPOCH_MS;
@@ -474,20 +458,20 @@ static int migrate(struct run *r, const struct mig_case *c, struct mig_result *r
 	if (qmp(r, "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"unix:%s/mig.sock\"}}",
 		r->dir))
 		return -1;
-	start = now_ms();
+	start = dt_test_now_ms();
 	raw = raw_events(r);
 	next = start + EPOCH_MS;
 	for (;;) {
 		int err = dt_tracer__poll(r->tracer, 20);
 
 		FAIL_IF(r, err < 0 && err != -EINTR, "dt_tracer__poll: %s", strerror(-err));
-		if (now_ms() >= next) {
+		if (dt_test_now_ms() >= next) {
 			if (cut_into(r, r->mig) || query_migrate(r, res))
 				return -1;
 			next += EPOCH_MS / 2;	/* every other poll cuts: fine for a rate */
 			if (strcmp(res->status, "active") && strcmp(res->status, "setup"))
 				break;
-			if (now_ms() - start > c->limit_ms) {
+			if (dt_test_now_ms() - start > c->limit_ms) {
 				if (qmp(r, "{\"execute\":\"migrate_cancel\"}"))
 					return -1;
 				break;
@@ -499,8 +483,8 @@ static int migrate(struct run *r, const struct mig_case *c, struct mig_result *r
 		strcmp(res->status, "cancelling") && strcmp(res->status, "cancelled"),
 		"migration %s: %s", res->status, r->resp);
 	if (!res->real_converged)	/* QEMU counts total-time while active only */
-		res->real_total_s = (now_ms() - start) / 1000.0;
-	res->mig_writes_per_s = (raw_events(r) - raw) / ((now_ms() - start) / 1000.0);
+		res->real_total_s = (dt_test_now_ms() - start) / 1000.0;
+	res->mig_writes_per_s = (raw_events(r) - raw) / ((dt_test_now_ms() - start) / 1000.0);
 	return 0;
 }
 
@@ -524,14 +508,14 @@ static int run_case(struct run *r, const struct mig_case *c, struct mig_result *
 	FAIL_IF(r, !r->rec || !r->mig, "dt_workload__new: %s", strerror(errno));
 	err = dt_qmp__hold_dirty_logging(r->qmp, why, sizeof(why));
 	FAIL_IF(r, err, "cannot keep QEMU's dirty logging on: %s", why);
-	sleep_ms(300);
+	dt_test_sleep_ms(300);
 	if (cut_into(r, NULL))
 		return -1;
-	start = now_ms();
+	start = dt_test_now_ms();
 	raw = raw_events(r);
 	if (record_for(r, r->rec, RECORD_MS))
 		return -1;
-	res->rec_writes_per_s = (raw_events(r) - raw) / ((now_ms() - start) / 1000.0);
+	res->rec_writes_per_s = (raw_events(r) - raw) / ((dt_test_now_ms() - start) / 1000.0);
 	err = dt_qmp__release(r->qmp);
 	FAIL_IF(r, err, "cancel-vcpu-dirty-limit: %s", strerror(-err));
 	if (predict(r, c, res))

@@ -39,45 +39,15 @@ static const char *plan_bin(void)
 	return path;
 }
 
-static void slurp(int fd, char *buf, size_t cap)
-{
-	ssize_t n, len = 0;
-
-	lseek(fd, 0, SEEK_SET);
-	while ((n = read(fd, buf + len, cap - 1 - len)) > 0)
-		len += n;
-	buf[len] = 0;
-	close(fd);
-}
-
 /* Runs dirtyplan with args (NULL-terminated). */
 static void run(struct run *r, char *const *args)
 {
-	char out_t[] = "/tmp/dt-plan-out-XXXXXX", err_t[] = "/tmp/dt-plan-err-XXXXXX";
-	char *argv[32] = { (char *)plan_bin() };
-	int out_fd, err_fd, status;
-	pid_t pid;
+	int out_fd, err_fd;
+	pid_t pid = dt_test_start(plan_bin(), args, -1, &out_fd, &err_fd);
 
-	for (int i = 0; args[i] && i < 30; i++)
-		argv[i + 1] = args[i];
-	out_fd = mkstemp(out_t);
-	err_fd = mkstemp(err_t);
-	ck_assert(out_fd >= 0 && err_fd >= 0);
-	unlink(out_t);
-	unlink(err_t);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (!pid) {
-		dup2(out_fd, 1);
-		dup2(err_fd, 2);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	r->rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-	slurp(out_fd, r->out, sizeof(r->out));
-	slurp(err_fd, r->err, sizeof(r->err));
-	ck_assert_msg(r->rc != 127, "cannot run %s", argv[0]);
+	r->rc = dt_test_finish(pid, out_fd, err_fd, r->out, sizeof(r->out), r->err,
+			       sizeof(r->err));
+	ck_assert_msg(r->rc != 127, "cannot run %s", plan_bin());
 }
 
 #define RUN(r, ...) run(r, (char *const[]){ __VA_ARGS__, NULL })
@@ -391,16 +361,6 @@ START_TEST(ram_and_link)
 }
 END_TEST
 
-static char *read_all(const char *path)
-{
-	static char buf[4 << 20];
-	int fd = open(path, O_RDONLY);
-
-	ck_assert_msg(fd >= 0, "%s: %s", path, strerror(errno));
-	slurp(fd, buf, sizeof(buf));
-	return buf;
-}
-
 static int count(const char *s, const char *what)
 {
 	int n = 0;
@@ -423,14 +383,15 @@ static void check_plots(const char *pdir, int epochs, int iters)
 		fprintf(stderr, "note: no xmllint (libxml2-utils): SVG well-formedness unchecked\n");
 	for (int i = 0; i < 4; i++) {
 		char path[600], cmd[800];
-		const char *s;
+		char *s;
 
 		snprintf(path, sizeof(path), "%s/%s", pdir, names[i]);
 		if (lint) {
 			snprintf(cmd, sizeof(cmd), "/usr/bin/xmllint --noout '%s'", path);
 			ck_assert_msg(system(cmd) == 0, "%s is not well-formed XML", path);
 		}
-		s = read_all(path);
+		s = dt_test_read_file(path, NULL);
+		ck_assert_msg(s, "%s: %s", path, strerror(errno));
 		ck_assert_msg(strstr(s, "<svg xmlns=\"http://www.w3.org/2000/svg\""), "%s", path);
 		ck_assert_msg(strstr(s, "</svg>"), "%s is cut short", path);
 		ck_assert_msg(count(s, "<text") >= 8, "%s: too few labels", path);
@@ -445,6 +406,7 @@ static void check_plots(const char *pdir, int epochs, int iters)
 		} else {	/* two bars per iteration */
 			ck_assert_int_ge(count(s, "<rect"), 2 * iters + 2);
 		}
+		free(s);
 	}
 }
 

@@ -72,22 +72,6 @@ static void set_msg(struct run *r, const char *fmt, ...)
 		}								\
 	} while (0)
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(unsigned int ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
-}
-
 static void in_dir(const struct run *r, const char *name, char *out, size_t sz)
 {
 	snprintf(out, sz, "%s/%s", r->dir, name);
@@ -96,29 +80,9 @@ static void in_dir(const struct run *r, const char *name, char *out, size_t sz)
 /* The whole file as a string ("" when missing), for messages and output checks. */
 static char *read_all(const char *path)
 {
-	size_t len = 0, cap = 4096;
-	char *buf = malloc(cap);
-	ssize_t n;
-	int fd;
+	char *s = dt_test_read_file(path, NULL);
 
-	if (!buf)
-		return NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	while (fd >= 0 && (n = read(fd, buf + len, cap - 1 - len)) > 0) {
-		len += n;
-		if (len == cap - 1) {
-			char *m = realloc(buf, cap * 2);
-
-			if (!m)
-				break;
-			buf = m;
-			cap *= 2;
-		}
-	}
-	if (fd >= 0)
-		close(fd);
-	buf[len] = 0;
-	return buf;
+	return s ? s : strdup("");
 }
 
 /* The tool, and the guest next to the test binaries (see dt_test_find_built). */
@@ -162,7 +126,7 @@ static int qemu_alive(struct run *r)
 /* One QMP line (responses and events are one line each), without its CR LF. */
 static int qmp_line(struct run *r, char *line, size_t sz, int timeout_ms)
 {
-	uint64_t end = now_ms() + timeout_ms;
+	uint64_t end = dt_test_now_ms() + timeout_ms;
 
 	for (;;) {
 		char *nl = memchr(r->rbuf, '\n', r->rlen);
@@ -182,7 +146,7 @@ static int qmp_line(struct run *r, char *line, size_t sz, int timeout_ms)
 		}
 		FAIL_IF(r, r->rlen == sizeof(r->rbuf), "QMP line longer than %zu bytes",
 			sizeof(r->rbuf));
-		now = now_ms();
+		now = dt_test_now_ms();
 		FAIL_IF(r, now >= end, "QMP: no answer in %d ms", timeout_ms);
 		if (poll(&pfd, 1, end - now) <= 0)
 			continue;	/* timeout or signal: the deadline check decides */
@@ -260,7 +224,7 @@ static bool qmp_return_int(const char *resp, const char *key, long long *val)
 static int qmp_connect(struct run *r, const char *sock)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	uint64_t end = now_ms() + 15000;
+	uint64_t end = dt_test_now_ms() + 15000;
 	char line[1024];
 
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
@@ -273,8 +237,8 @@ static int qmp_connect(struct run *r, const char *sock)
 			break;
 		close(r->qmp);
 		r->qmp = -1;
-		FAIL_IF(r, now_ms() > end, "QMP socket %s did not open in 15 s", sock);
-		sleep_ms(50);
+		FAIL_IF(r, dt_test_now_ms() > end, "QMP socket %s did not open in 15 s", sock);
+		dt_test_sleep_ms(50);
 	}
 	if (qmp_line(r, line, sizeof(line), 10000))
 		return -1;
@@ -308,7 +272,7 @@ static int boot(struct run *r)
 		"-cpu", "qemu64,kvmclock=off", "-global", "kvm-apic.vapic=off", "-nodefaults",
 		"-display", "none", "-kernel", r->elf, "-qmp", qmp_arg, "-qmp", top_arg, NULL,
 	};
-	uint64_t start = now_ms(), end;
+	uint64_t start = dt_test_now_ms(), end;
 	unsigned long counter = 0;
 
 	if (find_files(r))
@@ -325,7 +289,7 @@ static int boot(struct run *r)
 	if (qmp_connect(r, sock))
 		return -1;
 	/* "running" comes with the firmware; the guest's own loop starts seconds later */
-	end = now_ms() + 30000;
+	end = dt_test_now_ms() + 30000;
 	for (;;) {
 		bool running;
 
@@ -338,13 +302,13 @@ static int boot(struct run *r)
 			if (counter)
 				break;
 		}
-		FAIL_IF(r, now_ms() > end, "the guest did not sweep its pages within 30 s "
+		FAIL_IF(r, dt_test_now_ms() > end, "the guest did not sweep its pages within 30 s "
 			"(QEMU %s, counter in its last page %#x: %lu)",
 			running ? "running" : "not running", (GUEST_GFN + GUEST_NPAGES - 1) << 12,
 			counter);
-		sleep_ms(100);
+		dt_test_sleep_ms(100);
 	}
-	r->boot_ms = now_ms() - start;
+	r->boot_ms = dt_test_now_ms() - start;
 	return 0;
 }
 
@@ -364,12 +328,12 @@ static int tool_start(struct run *r, const char *seconds)
 /* Waits for the tool to exit and reads what it printed. */
 static int tool_wait(struct run *r, unsigned int timeout_ms)
 {
-	uint64_t end = now_ms() + timeout_ms;
+	uint64_t end = dt_test_now_ms() + timeout_ms;
 	char path[64];
 
 	while (waitpid(r->tool, &r->tool_status, WNOHANG) != r->tool) {
-		FAIL_IF(r, now_ms() > end, "dirtytrace still running after %u ms", timeout_ms);
-		sleep_ms(20);
+		FAIL_IF(r, dt_test_now_ms() > end, "dirtytrace still running after %u ms", timeout_ms);
+		dt_test_sleep_ms(20);
 	}
 	r->tool = 0;
 	in_dir(r, "tool.out", path, sizeof(path));
@@ -451,17 +415,17 @@ static int gfns_equal(struct run *r)
 	if (boot(r) || tool_start(r, "4"))
 		return -1;
 	/* well inside the tool's 4 s: it attaches in ~0.1 s and gets a full epoch after */
-	sleep_ms(1000);
+	dt_test_sleep_ms(1000);
 	if (calc_dirty_rate(r, 1))
 		return -1;
-	end = now_ms() + 10000;
+	end = dt_test_now_ms() + 10000;
 	for (;;) {
-		sleep_ms(200);
+		dt_test_sleep_ms(200);
 		if (qmp_cmd(r, "{\"execute\":\"query-dirty-rate\"}"))
 			return -1;
 		if (strstr(r->resp, "\"status\": \"measured\""))
 			break;
-		FAIL_IF(r, now_ms() > end, "calc-dirty-rate did not finish: %s", r->resp);
+		FAIL_IF(r, dt_test_now_ms() > end, "calc-dirty-rate did not finish: %s", r->resp);
 	}
 	FAIL_IF(r, !qmp_return_int(r->resp, "dirty-rate", &rate), "no dirty-rate in %s", r->resp);
 	if (tool_wait(r, 15000))
@@ -545,7 +509,7 @@ static bool prog_held(unsigned int id)
  */
 static int left_attached(struct run *r, const unsigned int *tool_ids, size_t n_tool)
 {
-	uint64_t end = now_ms() + 3000;
+	uint64_t end = dt_test_now_ms() + 3000;
 	char line[512], left[256];
 
 	for (;;) {
@@ -571,9 +535,9 @@ static int left_attached(struct run *r, const unsigned int *tool_ids, size_t n_t
 			"bpftool prog show failed (status %#x)", status);
 		if (!left[0])
 			return 0;
-		FAIL_IF(r, now_ms() > end, "dt_ring_push still loaded after the tool exited:%s",
+		FAIL_IF(r, dt_test_now_ms() > end, "dt_ring_push still loaded after the tool exited:%s",
 			left);
-		sleep_ms(100);
+		dt_test_sleep_ms(100);
 	}
 }
 
@@ -612,21 +576,21 @@ static int vm_exit(struct run *r)
 
 	if (boot(r) || tool_start(r, "30"))
 		return -1;
-	sleep_ms(1500);
+	dt_test_sleep_ms(1500);
 	if (calc_dirty_rate(r, 2))
 		return -1;
 	/* what the tool loaded, to tell its programs from those of other dirtytrace users */
 	snprintf(pid, sizeof(pid), "%d", r->tool);
-	end = now_ms() + 3000;
-	while (!(n_ids = held_prog_ids(pid, tool_ids, 64)) && now_ms() < end)
-		sleep_ms(50);
+	end = dt_test_now_ms() + 3000;
+	while (!(n_ids = held_prog_ids(pid, tool_ids, 64)) && dt_test_now_ms() < end)
+		dt_test_sleep_ms(50);
 	FAIL_IF(r, !n_ids, "dirtytrace holds no BPF program 1.5 s after it started");
-	sleep_ms(500);
+	dt_test_sleep_ms(500);
 
 	kill(r->qemu, SIGKILL);
 	waitpid(r->qemu, &status, 0);
 	r->qemu = 0;
-	killed = now_ms();
+	killed = dt_test_now_ms();
 	if (tool_wait(r, 5000))
 		return -1;
 	describe_status(r->tool_status, how, sizeof(how));
@@ -642,7 +606,7 @@ static int vm_exit(struct run *r)
 		return -1;
 	summary_line(r->err, summary, sizeof(summary));
 	printf("vm_exit_during_run: tool exited %.1f s after the kill with %s, %d pages listed; "
-	       "%s\n", (now_ms() - killed) / 1000.0, how, lines, summary);
+	       "%s\n", (dt_test_now_ms() - killed) / 1000.0, how, lines, summary);
 	return 0;
 }
 
@@ -825,19 +789,19 @@ static int dirtytop_qmp(struct run *r)
 	FAIL_IF(r, held, "QEMU holds a dirty limit before dirtytop ran: %s", r->resp);
 	if (dirtytop_start(r, true, json_args))
 		return -1;
-	sleep_ms(1500);
+	dt_test_sleep_ms(1500);
 	if (limit_held(r, &held))
 		return -1;
 	FAIL_IF(r, !held, "dirtytop --qmp set no dirty limit: %s", r->resp);
 	/* QEMU's own measurement over 2 s, inside dirtytop's 5 */
 	if (calc_dirty_rate(r, 2))
 		return -1;
-	end = now_ms() + 10000;
+	end = dt_test_now_ms() + 10000;
 	do {
-		sleep_ms(200);
+		dt_test_sleep_ms(200);
 		if (qmp_cmd(r, "{\"execute\":\"query-dirty-rate\"}"))
 			return -1;
-		FAIL_IF(r, now_ms() > end, "calc-dirty-rate did not finish: %s", r->resp);
+		FAIL_IF(r, dt_test_now_ms() > end, "calc-dirty-rate did not finish: %s", r->resp);
 	} while (!strstr(r->resp, "\"status\": \"measured\""));
 	FAIL_IF(r, !qmp_return_int(r->resp, "dirty-rate", &rate), "no dirty-rate: %s", r->resp);
 	if (tool_wait(r, 15000))
@@ -880,7 +844,7 @@ static int dirtytop_qmp(struct run *r)
 	r->out = r->err = NULL;
 	if (dirtytop_start(r, true, (char *[]){ "-b", NULL }))
 		return -1;
-	sleep_ms(1500);
+	dt_test_sleep_ms(1500);
 	if (limit_held(r, &held))
 		return -1;
 	FAIL_IF(r, !held, "dirtytop -b --qmp set no dirty limit");
@@ -913,7 +877,7 @@ static int dirtytop_bitmap(struct run *r)
 	if (qmp_cmd(r, "{\"execute\":\"calc-dirty-rate\",\"arguments\":"
 		    "{\"calc-time\":4,\"mode\":\"dirty-bitmap\"}}"))
 		return -1;
-	sleep_ms(300);
+	dt_test_sleep_ms(300);
 	if (dirtytop_start(r, false, json_args))
 		return -1;
 	if (tool_wait(r, 15000))

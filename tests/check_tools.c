@@ -42,58 +42,16 @@ static const char *tool(void)
 	return bin_path("dirtytrace");
 }
 
-static void slurp(int fd, char *buf, size_t cap)
-{
-	ssize_t n, len = 0;
-
-	lseek(fd, 0, SEEK_SET);
-	while ((n = read(fd, buf + len, cap - 1 - len)) > 0)
-		len += n;
-	buf[len] = 0;
-	close(fd);
-}
-
-/* Starts program bin with argv (NULL-terminated, without argv[0]); uid >= 0 drops root first. */
-static pid_t start_bin(const char *bin, char *const *args, int uid, int *out_fd, int *err_fd)
-{
-	char out_t[] = "/tmp/dt-out-XXXXXX", err_t[] = "/tmp/dt-err-XXXXXX";
-	char *argv[16] = { (char *)bin };
-	pid_t pid;
-
-	for (int i = 0; args[i] && i < 14; i++)
-		argv[i + 1] = args[i];
-	*out_fd = mkstemp(out_t);
-	*err_fd = mkstemp(err_t);
-	ck_assert(*out_fd >= 0 && *err_fd >= 0);
-	unlink(out_t);
-	unlink(err_t);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (!pid) {
-		dup2(*out_fd, 1);
-		dup2(*err_fd, 2);
-		if (uid >= 0 && setuid(uid))
-			_exit(126);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	return pid;
-}
-
-/* The same for dirtytrace itself. */
+/* dirtytrace itself. */
 static pid_t start(char *const *args, int uid, int *out_fd, int *err_fd)
 {
-	return start_bin(tool(), args, uid, out_fd, err_fd);
+	return dt_test_start(tool(), args, uid, out_fd, err_fd);
 }
 
 static void finish(pid_t pid, int out_fd, int err_fd, struct run *r)
 {
-	int status;
-
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	r->rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-	slurp(out_fd, r->out, sizeof(r->out));
-	slurp(err_fd, r->err, sizeof(r->err));
+	r->rc = dt_test_finish(pid, out_fd, err_fd, r->out, sizeof(r->out), r->err,
+			       sizeof(r->err));
 }
 
 static void run_as(int uid, struct run *r, char *const *args)
@@ -392,26 +350,6 @@ START_TEST(vm_exits_during_run)
 }
 END_TEST
 
-static void *read_file(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	void *buf = NULL;
-	long n;
-
-	if (!f)
-		return NULL;
-	if (!fseek(f, 0, SEEK_END) && (n = ftell(f)) > 0 && !fseek(f, 0, SEEK_SET)) {
-		buf = malloc(n);
-		if (buf && fread(buf, 1, n, f) != (size_t)n) {
-			free(buf);
-			buf = NULL;
-		}
-		*len = n;
-	}
-	fclose(f);
-	return buf;
-}
-
 /* record --events: every page of every epoch carries the time of its first write in it. */
 START_TEST(record_events)
 {
@@ -437,7 +375,7 @@ START_TEST(record_events)
 	w.stop = 1;
 	pthread_join(th, NULL);
 	ck_assert_msg(r.rc == 0, "record: %s", r.err);
-	buf = read_file(path, &len);
+	buf = dt_test_read_file(path, &len);
 	ck_assert_ptr_nonnull(buf);
 	rd = dt_trace_reader__new(buf, len, why, sizeof(why));
 	ck_assert_msg(rd, "%s", why);
@@ -680,7 +618,7 @@ START_TEST(stream_socket_clients)
 	rd.fd = connect_to(sock);
 	silent = connect_to(sock);
 	/* the C client example a migration tool starts from, reading the same stream */
-	cp = start_bin(bin_path("dtstream-client"), (char *const[]){ "-l", sock, NULL }, -1, &cout,
+	cp = dt_test_start(bin_path("dtstream-client"), (char *const[]){ "-l", sock, NULL }, -1, &cout,
 		       &cerr);
 	ck_assert_int_eq(stat(sock, &sst), 0);
 	ck_assert_int_eq(sst.st_mode & 0777, 0600);

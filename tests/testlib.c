@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -206,4 +207,103 @@ int dt_test_spawn(char *const argv[], const char *out, const char *err)
 	dup2(fd, 2);
 	execvp(argv[0], argv);
 	_exit(127);
+}
+
+uint64_t dt_test_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void dt_test_sleep_ms(unsigned int ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+char *dt_test_read_file(const char *path, size_t *lenp)
+{
+	size_t len = 0, cap = 4096;
+	char *buf = malloc(cap), *m;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0 || !buf) {
+		free(buf);
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	while ((n = read(fd, buf + len, cap - 1 - len)) > 0) {
+		len += n;
+		if (len == cap - 1) {
+			m = realloc(buf, cap * 2);
+			if (!m) {
+				free(buf);
+				close(fd);
+				errno = ENOMEM;
+				return NULL;
+			}
+			buf = m;
+			cap *= 2;
+		}
+	}
+	close(fd);
+	buf[len] = 0;
+	if (lenp)
+		*lenp = len;
+	return buf;
+}
+
+pid_t dt_test_start(const char *bin, char *const *args, int uid, int *out_fd, int *err_fd)
+{
+	char out_t[] = "/tmp/dt-out-XXXXXX", err_t[] = "/tmp/dt-err-XXXXXX";
+	char *argv[32] = { (char *)bin };
+	pid_t pid;
+
+	for (int i = 0; args[i] && i < 30; i++)
+		argv[i + 1] = args[i];
+	*out_fd = mkstemp(out_t);
+	*err_fd = mkstemp(err_t);
+	ck_assert(*out_fd >= 0 && *err_fd >= 0);
+	unlink(out_t);
+	unlink(err_t);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (!pid) {
+		dup2(*out_fd, 1);
+		dup2(*err_fd, 2);
+		if (uid >= 0 && setuid(uid))
+			_exit(126);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* What a finished program wrote to fd, from the start, into buf; closes fd. */
+static void read_back(int fd, char *buf, size_t cap)
+{
+	ssize_t n, len = 0;
+
+	lseek(fd, 0, SEEK_SET);
+	while ((n = read(fd, buf + len, cap - 1 - len)) > 0)
+		len += n;
+	buf[len] = 0;
+	close(fd);
+}
+
+int dt_test_finish(pid_t pid, int out_fd, int err_fd, char *out, size_t outsz, char *err,
+		   size_t errsz)
+{
+	int status;
+
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	read_back(out_fd, out, outsz);
+	read_back(err_fd, err, errsz);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }

@@ -8,6 +8,9 @@
 
 #include <check.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 void dt_test_skip(const char *test, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #define DT_SKIP(...) do { dt_test_skip(__func__, __VA_ARGS__); return; } while (0)
@@ -42,6 +45,22 @@ int dt_test_find_built(const char *name, char *out, size_t sz);
  * when the test process dies, even if Check kills it.
  */
 int dt_test_spawn(char *const argv[], const char *out, const char *err);
+
+/* CLOCK_MONOTONIC in milliseconds; a sleep that resumes after signals. */
+uint64_t dt_test_now_ms(void);
+void dt_test_sleep_ms(unsigned int ms);
+/* A whole file, malloc'd and NUL-terminated (len, if given, excludes the NUL); NULL and errno. */
+char *dt_test_read_file(const char *path, size_t *len);
+
+/*
+ * Runs program bin with args (NULL-terminated, without argv[0], at most 30), stdout and stderr
+ * into unlinked temporary files; uid >= 0 drops root first. dt_test_finish waits for it and
+ * copies what it printed into out / err (NUL-terminated, cut at the size); returns the exit
+ * status, or 128 + the signal.
+ */
+pid_t dt_test_start(const char *bin, char *const *args, int uid, int *out_fd, int *err_fd);
+int dt_test_finish(pid_t pid, int out_fd, int err_fd, char *out, size_t outsz, char *err,
+		   size_t errsz);
 
 /* Runs the suite, prints "RESULT <suite> passed N failed N skipped N"; exit status for main. */
 int dt_test_main(Suite *s, const char *name);
