@@ -28,58 +28,6 @@ static const char *bin(const char *tool)
 	return path[i];
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* A known pattern, rewritten every test epoch: vCPU 0 the first 200 pages of slot 1, vCPU 1
- * the first 100 of slot 2. Each dirtytop interval therefore sees exactly 300 distinct pages. */
-struct writer {
-	struct tvm *vm;
-	volatile int stop;
-	uint64_t writes;
-	double t0, t1;
-};
-
-static void *write_loop(void *arg)
-{
-	struct writer *w = arg;
-	uint64_t a[200], b[100];
-	const uint64_t *lists[2] = { a, b };
-	size_t counts[2] = { 200, 100 };
-	struct tvm_pages p = {};
-	uint32_t it = 0;
-
-	tvm_pattern_seq(a, 200, 16 << 20, 16 << 20, 0);
-	tvm_pattern_seq(b, 100, 1ull << 30, 16 << 20, 0);
-	w->t0 = now_s();
-	while (!w->stop) {
-		if (tvm_run_epoch(w->vm, lists, counts, it++))
-			break;
-		tvm_pages_clear(&p);
-		tvm_harvest(w->vm, &p);
-		w->writes += 300;
-	}
-	w->t1 = now_s();
-	tvm_pages_free(&p);
-	return NULL;
-}
-
-static struct tvm *known_vm(void)
-{
-	struct tvm_opts o = { .nr_vcpus = 2, .ring_entries = 4096 };
-	struct tvm *vm = tvm_create(&o);
-
-	ck_assert_msg(vm, "tvm_create: %s", strerror(errno));
-	ck_assert_int_eq(tvm_add_slot(vm, 1, 16 << 20, 16 << 20, true), 0);
-	ck_assert_int_eq(tvm_add_slot(vm, 2, 1ull << 30, 16 << 20, true), 0);
-	return vm;
-}
-
 /* Runs cmd, returns its stdout (malloc'd) and exit status. */
 static char *run(const char *cmd, int *status)
 {
@@ -152,20 +100,17 @@ static void assert_keys_documented(const char *frame)
 
 START_TEST(json_against_known_vm)
 {
-	struct writer w = {};
+	struct dt_known_writer w;
 	char cmd[512], *out, *line, *save;
-	pthread_t th;
 	int status, frames = 0;
 	double raw_sum = 0, secs = 0;
 	const char *last = NULL;
 
 	NEED(dt_test_need_kvm);
-	w.vm = known_vm();
-	pthread_create(&th, NULL, write_loop, &w);
+	dt_test_known_writer_start(&w);
 	snprintf(cmd, sizeof(cmd), "%s --json -n 4 -d 0.5 -p %d 2>&1", bin("dirtytop"), getpid());
 	out = run(cmd, &status);
-	w.stop = 1;
-	pthread_join(th, NULL);
+	dt_test_known_writer_stop(&w);
 	ck_assert_msg(WIFEXITED(status) && !WEXITSTATUS(status), "status %#x: %s", status, out);
 
 	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -221,24 +166,20 @@ START_TEST(json_against_known_vm)
 	ck_assert_double_eq_tol(raw_sum / secs, w.writes / (w.t1 - w.t0),
 				0.15 * w.writes / (w.t1 - w.t0));
 	free(out);
-	tvm_destroy(w.vm);
 }
 END_TEST
 
 START_TEST(batch_and_errors)
 {
-	struct writer w = {};
+	struct dt_known_writer w;
 	char cmd[512], *out;
-	pthread_t th;
 	int status;
 
 	NEED(dt_test_need_kvm);
-	w.vm = known_vm();
-	pthread_create(&th, NULL, write_loop, &w);
+	dt_test_known_writer_start(&w);
 	snprintf(cmd, sizeof(cmd), "%s -b -e -n 2 -d 0.5 -p %d 2>&1", bin("dirtytop"), getpid());
 	out = run(cmd, &status);
-	w.stop = 1;
-	pthread_join(th, NULL);
+	dt_test_known_writer_stop(&w);
 	ck_assert_int_eq(status, 0);
 	ck_assert_msg(strstr(out, "source raw_tp/kvm_dirty_ring_push") ||
 		      strstr(out, "source fentry") || strstr(out, "source kprobe"), "%s", out);
@@ -247,7 +188,6 @@ START_TEST(batch_and_errors)
 	ck_assert_ptr_nonnull(strstr(out, "    slot 0:2 "));
 	ck_assert_ptr_null(strstr(out, "\033["));	/* batch never clears the screen */
 	free(out);
-	tvm_destroy(w.vm);
 
 	snprintf(cmd, sizeof(cmd), "%s -b -n 1 -p 3999999 2>&1", bin("dirtytop"));
 	out = run(cmd, &status);

@@ -26,11 +26,6 @@ static const char *tool(void)
 	return path;
 }
 
-static double now_s(void)
-{
-	return tool_now_ns() / 1e9;
-}
-
 /* ---- the exposition text ---- */
 
 /* Checks the text's shape: every sample's family has HELP and TYPE before it, a family's samples
@@ -289,7 +284,7 @@ static void exporter_start(struct exporter *e, char *const *wrapper, char *const
 	char *argv[32];
 	int n = 0, pipefd[2];
 	size_t len = 0;
-	double t0 = now_s();
+	double t0 = dt_test_now_s();
 
 	for (; wrapper && *wrapper; wrapper++)
 		argv[n++] = *wrapper;
@@ -309,7 +304,7 @@ static void exporter_start(struct exporter *e, char *const *wrapper, char *const
 	}
 	close(pipefd[1]);
 	e->err_fd = pipefd[0];
-	while (now_s() - t0 < 20 && len < sizeof(e->err) - 1) {
+	while (dt_test_now_s() - t0 < 20 && len < sizeof(e->err) - 1) {
 		struct pollfd p = { .fd = e->err_fd, .events = POLLIN };
 		ssize_t r;
 		char *at;
@@ -373,7 +368,7 @@ static int http_get(int port, const char *path, char **body, double *secs)
 	struct timeval tv = { .tv_sec = 5 };
 	size_t len = 0, cap = 1 << 16;
 	char *buf = malloc(cap), req[1024];
-	double t0 = now_s();
+	double t0 = dt_test_now_s();
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), status = 0;
 	ssize_t n;
 
@@ -395,7 +390,7 @@ static int http_get(int port, const char *path, char **body, double *secs)
 	buf[len] = 0;
 	close(fd);
 	if (secs)
-		*secs = now_s() - t0;
+		*secs = dt_test_now_s() - t0;
 	sscanf(buf, "HTTP/1.1 %d", &status);
 	*body = buf;
 	return status;
@@ -472,55 +467,6 @@ END_TEST
 
 /* vCPU 0 writes the first 200 pages of slot 1, vCPU 1 the first 100 of slot 2, again and
  * again: every epoch of the exporter sees exactly these 300 distinct pages. */
-struct writer {
-	struct tvm *vm;
-	pthread_t thr;
-	volatile int stop;
-	uint64_t writes;	/* atomic */
-};
-
-static void *write_loop(void *arg)
-{
-	struct writer *w = arg;
-	uint64_t a[200], b[100];
-	const uint64_t *lists[2] = { a, b };
-	size_t counts[2] = { 200, 100 };
-	struct tvm_pages p = {};
-	uint32_t it = 0;
-
-	tvm_pattern_seq(a, 200, 16 << 20, 16 << 20, 0);
-	tvm_pattern_seq(b, 100, 1ull << 30, 16 << 20, 0);
-	while (!w->stop) {
-		if (tvm_run_epoch(w->vm, lists, counts, it++))
-			break;
-		tvm_pages_clear(&p);
-		tvm_harvest(w->vm, &p);
-		__atomic_add_fetch(&w->writes, 300, __ATOMIC_RELAXED);
-	}
-	tvm_pages_free(&p);
-	return NULL;
-}
-
-static void writer_start(struct writer *w)
-{
-	struct tvm_opts o = { .nr_vcpus = 2, .ring_entries = 4096 };
-
-	memset(w, 0, sizeof(*w));
-	w->vm = tvm_create(&o);
-	ck_assert_msg(w->vm, "tvm_create: %s", strerror(errno));
-	ck_assert_int_eq(tvm_add_slot(w->vm, 1, 16 << 20, 16 << 20, true), 0);
-	ck_assert_int_eq(tvm_add_slot(w->vm, 2, 1ull << 30, 16 << 20, true), 0);
-	ck_assert_int_eq(pthread_create(&w->thr, NULL, write_loop, w), 0);
-}
-
-static void writer_stop(struct writer *w)
-{
-	w->stop = 1;
-	pthread_join(w->thr, NULL);
-	tvm_destroy(w->vm);
-	w->vm = NULL;
-}
-
 /* "metric{pid="P",name="NAME"" for this process's VM (its comm is the name) */
 static const char *vm_series(const char *metric, const char *more)
 {
@@ -591,7 +537,7 @@ START_TEST(prometheus_scrapes)
 	char dir[] = "/tmp/dt-prom-XXXXXX", cfg[256], data[256], log[256], listen_arg[64];
 	char q[512], pidsel[64];
 	struct exporter e;
-	struct writer w;
+	struct dt_known_writer w;
 	pid_t prom;
 	int pport, st = 0;
 	FILE *f;
@@ -602,7 +548,7 @@ START_TEST(prometheus_scrapes)
 	if (access("/usr/bin/prometheus", X_OK))
 		DT_SKIP("/usr/bin/prometheus not installed (Debian package prometheus)");
 	ck_assert_ptr_nonnull(mkdtemp(dir));
-	writer_start(&w);
+	dt_test_known_writer_start(&w);
 	char *args[] = { "--listen", "127.0.0.1:0", NULL };
 
 	exporter_start(&e, NULL, args);
@@ -633,7 +579,7 @@ START_TEST(prometheus_scrapes)
 		_exit(127);
 	}
 	/* ready, then 14 s of 1 s scrapes: rate()[10s] has a full window */
-	t0 = now_s();
+	t0 = dt_test_now_s();
 	for (;;) {
 		char *body;
 
@@ -643,20 +589,20 @@ START_TEST(prometheus_scrapes)
 			break;
 		}
 		free(body);
-		ck_assert_msg(now_s() - t0 < 30, "prometheus not ready after 30 s, see %s", log);
+		ck_assert_msg(dt_test_now_s() - t0 < 30, "prometheus not ready after 30 s, see %s", log);
 		usleep(200000);
 	}
-	fprintf(stderr, "note prometheus: ready after %.1f s\n", now_s() - t0);
+	fprintf(stderr, "note prometheus: ready after %.1f s\n", dt_test_now_s() - t0);
 	snprintf(pidsel, sizeof(pidsel), "pid=\"%d\"", getpid());
-	t0 = now_s();
-	while (now_s() - t0 < 14) {
-		if (now_s() - t0 > 3 && !tw0) {	/* the writer's own count from here */
-			tw0 = now_s();
+	t0 = dt_test_now_s();
+	while (dt_test_now_s() - t0 < 14) {
+		if (dt_test_now_s() - t0 > 3 && !tw0) {	/* the writer's own count from here */
+			tw0 = dt_test_now_s();
 			w0 = __atomic_load_n(&w.writes, __ATOMIC_RELAXED);
 		}
 		usleep(250000);
 	}
-	double writes_per_s = (__atomic_load_n(&w.writes, __ATOMIC_RELAXED) - w0) / (now_s() - tw0);
+	double writes_per_s = (__atomic_load_n(&w.writes, __ATOMIC_RELAXED) - w0) / (dt_test_now_s() - tw0);
 
 	ck_assert_double_eq(prom_query(pport, "up{job=\"dirtytrace\"}"), 1);
 	/* The counter grows 300 at each cut; 1 s scrapes of a 1 s step function alias: the
@@ -706,7 +652,7 @@ START_TEST(prometheus_scrapes)
 	waitpid(prom, &st, 0);
 	st = exporter_stop(&e);
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exporter exit status %d", st);
-	writer_stop(&w);
+	dt_test_known_writer_stop(&w);
 	char rm[300];
 
 	snprintf(rm, sizeof(rm), "rm -rf %s", dir);
@@ -732,14 +678,14 @@ static int connect_local(int port, bool tiny_rcvbuf)
 START_TEST(stuck_clients)
 {
 	struct exporter e;
-	struct writer w;
+	struct dt_known_writer w;
 	int idle[24], nosend[4], st;
 	double e0, e1, t0, worst = 0, v;
 	char *body;
 
 	if (dt_test_need_kvm())
 		DT_SKIP("%s", dt_test_need_kvm());
-	writer_start(&w);
+	dt_test_known_writer_start(&w);
 	char *args[] = { "--listen", "127.0.0.1:0", "-i", "200", "--client-timeout", "1", NULL };
 
 	exporter_start(&e, NULL, args);
@@ -758,8 +704,8 @@ START_TEST(stuck_clients)
 	for (int i = 0; i < 24; i++)
 		idle[i] = connect_local(e.port, false);
 	/* 3 s: fresh scrapes answered at once, epochs still cut every 200 ms */
-	t0 = now_s();
-	while (now_s() - t0 < 3) {
+	t0 = dt_test_now_s();
+	while (dt_test_now_s() - t0 < 3) {
 		double secs;
 
 		ck_assert_int_eq(http_get(e.port, "/metrics", &body, &secs), 200);
@@ -801,7 +747,7 @@ START_TEST(stuck_clients)
 		close(nosend[i]);
 	st = exporter_stop(&e);
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
-	writer_stop(&w);
+	dt_test_known_writer_stop(&w);
 }
 END_TEST
 
@@ -809,9 +755,9 @@ END_TEST
 
 static bool wait_series(int port, const char *series, bool present, double secs)
 {
-	double t0 = now_s();
+	double t0 = dt_test_now_s();
 
-	while (now_s() - t0 < secs) {
+	while (dt_test_now_s() - t0 < secs) {
 		char *body = scrape(port);
 		bool has = !isnan(sample(body, series));
 
@@ -826,7 +772,7 @@ static bool wait_series(int port, const char *series, bool present, double secs)
 START_TEST(vms_come_and_go)
 {
 	struct exporter e;
-	struct writer w;
+	struct dt_known_writer w;
 	const char *series = vm_series("dirtytrace_vm_tracking", NULL);
 	int st;
 
@@ -838,10 +784,10 @@ START_TEST(vms_come_and_go)
 	ck_assert_msg(e.port, "the exporter did not start: %s", e.err);
 	ck_assert(wait_series(e.port, "dirtytrace_epochs_total", true, 3));
 	for (int round = 0; round < 2; round++) {
-		writer_start(&w);
+		dt_test_known_writer_start(&w);
 		ck_assert_msg(wait_series(e.port, series, true, 5), "round %d: %s never appeared",
 			      round, series);
-		writer_stop(&w);
+		dt_test_known_writer_stop(&w);
 		ck_assert_msg(wait_series(e.port, series, false, 5),
 			      "round %d: %s still there after the VM is gone", round, series);
 		ck_assert_int_eq(kill(e.pid, 0), 0);
@@ -882,7 +828,7 @@ START_TEST(unit_capabilities)
 {
 	char caps[8][32], set[256], drop[256];
 	struct exporter e;
-	struct writer w;
+	struct dt_known_writer w;
 	int n, st;
 
 	if (dt_test_need_kvm())
@@ -890,7 +836,7 @@ START_TEST(unit_capabilities)
 	if (access("/usr/bin/setpriv", X_OK))
 		DT_SKIP("setpriv (util-linux) not installed");
 	unit_caps(caps, &n);
-	writer_start(&w);
+	dt_test_known_writer_start(&w);
 	/* exactly the unit's set: root keeps only the bounding set at exec */
 	snprintf(set, sizeof(set), "--bounding-set=-all");
 	for (int i = 0; i < n; i++)
@@ -926,7 +872,7 @@ START_TEST(unit_capabilities)
 		ck_assert_msg(lines(e.err) == 1 && strcasestr(e.err, caps[d]),
 			      "without %s: want one line naming it, got: %s", caps[d], e.err);
 	}
-	writer_stop(&w);
+	dt_test_known_writer_stop(&w);
 }
 END_TEST
 

@@ -307,3 +307,55 @@ int dt_test_finish(pid_t pid, int out_fd, int err_fd, char *out, size_t outsz, c
 	read_back(err_fd, err, errsz);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
+
+double dt_test_now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void *known_write_loop(void *arg)
+{
+	struct dt_known_writer *w = arg;
+	uint64_t a[200], b[100];
+	const uint64_t *lists[2] = { a, b };
+	size_t counts[2] = { 200, 100 };
+	struct tvm_pages p = {};
+	uint32_t it = 0;
+
+	tvm_pattern_seq(a, 200, 16 << 20, 16 << 20, 0);
+	tvm_pattern_seq(b, 100, 1ull << 30, 16 << 20, 0);
+	w->t0 = dt_test_now_s();
+	while (!w->stop) {
+		if (tvm_run_epoch(w->vm, lists, counts, it++))
+			break;
+		tvm_pages_clear(&p);
+		tvm_harvest(w->vm, &p);
+		__atomic_add_fetch(&w->writes, DT_KNOWN_PAGES, __ATOMIC_RELAXED);
+	}
+	w->t1 = dt_test_now_s();
+	tvm_pages_free(&p);
+	return NULL;
+}
+
+void dt_test_known_writer_start(struct dt_known_writer *w)
+{
+	struct tvm_opts o = { .nr_vcpus = 2, .ring_entries = 4096 };
+
+	memset(w, 0, sizeof(*w));
+	w->vm = tvm_create(&o);
+	ck_assert_msg(w->vm, "tvm_create: %s", strerror(errno));
+	ck_assert_int_eq(tvm_add_slot(w->vm, 1, 16 << 20, 16 << 20, true), 0);
+	ck_assert_int_eq(tvm_add_slot(w->vm, 2, 1ull << 30, 16 << 20, true), 0);
+	ck_assert_int_eq(pthread_create(&w->thr, NULL, known_write_loop, w), 0);
+}
+
+void dt_test_known_writer_stop(struct dt_known_writer *w)
+{
+	w->stop = 1;
+	pthread_join(w->thr, NULL);
+	tvm_destroy(w->vm);
+	w->vm = NULL;
+}

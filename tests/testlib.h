@@ -7,6 +7,7 @@
 #define DT_TESTLIB_H
 
 #include <check.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -46,8 +47,26 @@ int dt_test_find_built(const char *name, char *out, size_t sz);
  */
 int dt_test_spawn(char *const argv[], const char *out, const char *err);
 
-/* CLOCK_MONOTONIC in milliseconds; a sleep that resumes after signals. */
+/*
+ * A VM of ours (tests/vmm.h) whose 2 vCPUs write, every epoch, the first 200 pages of slot 1
+ * (16 MiB at GPA 16 MiB) and the first 100 of slot 2 (16 MiB at GPA 1 GiB), harvesting like a
+ * VMM, on a thread of this process: every interval sees exactly DT_KNOWN_PAGES distinct pages.
+ */
+#define DT_KNOWN_PAGES 300
+struct dt_known_writer {
+	struct tvm *vm;
+	pthread_t thr;
+	volatile int stop;
+	uint64_t writes;	/* guest writes so far (atomic) */
+	double t0, t1;		/* CLOCK_MONOTONIC seconds: when the writing started and ended */
+};
+void dt_test_known_writer_start(struct dt_known_writer *w);
+/* Stops and joins the thread, destroys the VM; writes, t0 and t1 stay readable. */
+void dt_test_known_writer_stop(struct dt_known_writer *w);
+
+/* CLOCK_MONOTONIC in milliseconds and in seconds; a sleep that resumes after signals. */
 uint64_t dt_test_now_ms(void);
+double dt_test_now_s(void);
 void dt_test_sleep_ms(unsigned int ms);
 /* A whole file, malloc'd and NUL-terminated (len, if given, excludes the NUL); NULL and errno. */
 char *dt_test_read_file(const char *path, size_t *len);
