@@ -269,7 +269,7 @@ static int build_fast(struct dt_pageset *set, const struct dt_vm_list *vms, stru
 	struct dt_page_rec *v = set->v;
 	struct sort_item *items, *tmp, *it;
 	struct vm_ord *ords = NULL;
-	size_t nord = 0, cord = 0, last = 0, n = 0, cap = 0;
+	size_t nord = 0, cord = 0, last = 0, n = 0, cap = 0, at = 0;
 	uint32_t *uniq;
 	int err = -ENOMEM;
 
@@ -282,14 +282,12 @@ static int build_fast(struct dt_pageset *set, const struct dt_vm_list *vms, stru
 	 * Items go in arrival order, records before recovered dedup bits (as the general path
 	 * ranks them), so the stable sort keeps, for each page, its first real record first.
 	 */
-	for (size_t i = 0, at = 0; i < set->n; i++) {
+	for (size_t i = 0; i < set->n; i++)
 		if (!v[i].recovered)
 			items[at++].idx = i;
-		if (i == set->n - 1)
-			for (size_t k = 0; k < set->n; k++)
-				if (v[k].recovered)
-					items[at++].idx = k;
-	}
+	for (size_t i = 0; i < set->n; i++)
+		if (v[i].recovered)
+			items[at++].idx = i;
 	for (size_t i = 0; i < set->n; i++) {
 		const struct dt_page_rec *r = &v[items[i].idx];
 		uint32_t rank;

@@ -42,15 +42,12 @@ int dt_harvest_record(void *ctx, void *data, size_t size)
 
 	if (size < sizeof(*e))
 		return 0;
-	if (e->flags & DT_EV_TRIGGER) {
-		/* the first one of the epoch wins; the page itself comes in its own record */
-		if (!t->trigger_fired && e->epoch == t->epoch) {
-			t->trigger_fired = true;
-			t->trigger = (struct dt_trigger){ .kvm = e->kvm, .pid = e->tgid,
-							  .fired_ns = e->ts, .woke_ns = dt_now_ns() };
-		}
+	/*
+	 * A trigger record only wakes the consumer: what fired is read from the BPF program's
+	 * note (fired_note), which a full ring buffer cannot drop. Its page has its own record.
+	 */
+	if (e->flags & DT_EV_TRIGGER)
 		return 0;
-	}
 	t->records++;
 	r = (struct dt_page_rec){
 		.kvm = e->kvm, .offset = e->offset, .gfn = e->gfn, .ts = e->ts, .pid = e->tgid,
