@@ -37,6 +37,7 @@
 #include "capture.h"
 #include "rbbench.skel.h"
 #include "vmm.h"
+#include "../../tools/common.h"	/* tool_now_ns */
 
 #define MAX_ROUNDS	 32
 #define MAX_PRODUCERS	 2
@@ -106,14 +107,6 @@ static int failures;
 #define CHECK(cond, ...) do { if (!(cond)) { fprintf(stderr, "FAIL: " __VA_ARGS__); \
 	fputc('\n', stderr); failures++; } } while (0)
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
 static uint64_t thread_cpu_ns(void)
 {
 	struct timespec ts;
@@ -141,7 +134,7 @@ static void *produce(void *arg)
 	if (p->err)
 		return NULL;
 	cpu0 = thread_cpu_ns();
-	while (p->done < p->cap && (!p->deadline_ns || !p->done || now_ns() < p->deadline_ns)) {
+	while (p->done < p->cap && (!p->deadline_ns || !p->done || tool_now_ns() < p->deadline_ns)) {
 		struct dt_synth_args a = p->a;
 		LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &a, .ctx_size_in = sizeof(a));
 
@@ -159,7 +152,7 @@ static void *produce(void *arg)
 		}
 		p->done += a.count;
 	}
-	p->end_ns = now_ns();
+	p->end_ns = tool_now_ns();
 	p->cpu_ns = thread_cpu_ns() - cpu0;
 	return NULL;
 }
@@ -185,14 +178,14 @@ static void *consume(void *arg)
 		}
 		if (n > 0) {
 			c->consumed += n;
-			c->last_ns = now_ns();
+			c->last_ns = tool_now_ns();
 		}
 		if (stopping && n <= 0) {
 			/* the producers are done: whatever is left is read without waiting */
 			n = c->t ? dt_tracer__poll(c->t, 0) : ring_buffer__consume(c->rb);
 			if (n > 0) {
 				c->consumed += n;
-				c->last_ns = now_ns();
+				c->last_ns = tool_now_ns();
 			}
 			break;
 		}
@@ -273,7 +266,7 @@ static int run_once(struct bcase *bc, int round, struct dt_tracer *t, struct rbb
 			exit(1);
 		}
 	}
-	start = now_ns();
+	start = tool_now_ns();
 	for (int p = 0; p < bc->producers; p++)
 		prod[p].deadline_ns = cfg.quick ? 0 : start + (uint64_t)(cfg.secs * 1e9);
 	pthread_barrier_wait(&go);
@@ -311,11 +304,11 @@ static int run_once(struct bcase *bc, int round, struct dt_tracer *t, struct rbb
 	}
 
 	run_start = start;
-	start = now_ns();
+	start = tool_now_ns();
 	err = dt_tracer__cut(t, &e);
 	if (err)
 		goto out;
-	bc->cut_ms[round] = (now_ns() - start) / 1e6;
+	bc->cut_ms[round] = (tool_now_ns() - start) / 1e6;
 	bc->cut_rate[round] = events / ((end - run_start) / 1e9 + bc->cut_ms[round] / 1e3);
 	err = dt_tracer__stats(t, &s1);
 	if (err)

@@ -20,18 +20,11 @@
 #include <time.h>
 #include <unistd.h>
 #include <dirtytrace/dirtytrace.h>
+#include "../../tools/common.h"	/* tool_now_ns */
 #include "vmm.h"
 
 #define SLOT_GPA	(16ULL << 20)
 #define SLOT_SIZE	(64ULL << 20)
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -84,9 +77,9 @@ static double round_rate(struct tvm *vm, uint64_t **lists, size_t n, uint32_t it
 		cl[v] = lists[v];
 		counts[v] = n;
 	}
-	t0 = now_ns();
+	t0 = tool_now_ns();
 	err = tvm_run_epoch(vm, cl, counts, iter);
-	t1 = now_ns();
+	t1 = tool_now_ns();
 	tvm_harvest(vm, &p);	/* between rounds, not timed: what a VMM does */
 	tvm_pages_free(&p);
 	return err ? -1 : (double)n * vcpus / ((t1 - t0) / 1e9);

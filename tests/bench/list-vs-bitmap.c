@@ -37,6 +37,7 @@
 #include <unistd.h>
 #include <bpf/libbpf.h>
 #include <dirtytrace/dirtytrace.h>
+#include "../../tools/common.h"	/* tool_now_ns */
 #include "tracer.h"
 #include "vmm.h"
 
@@ -81,14 +82,6 @@ struct bench_case {
 	int64_t kvm_slot_vmalloc;	/* VmallocUsed change at slot creation (ring VM) */
 	int64_t kvm_log_vmalloc;	/* VmallocUsed change at logging on (bitmap VM) */
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static int cmp_u64(const void *pa, const void *pb)
 {
@@ -303,10 +296,10 @@ static void bitmap_round(struct tvm *vm, struct bench_case *c, int r, uint64_t *
 	struct gfn_list list = {};
 	int fd = tvm_vm_fd(vm);
 
-	t0 = now_ns();
+	t0 = tool_now_ns();
 	if (ioctl(fd, KVM_GET_DIRTY_LOG, &log) < 0)
 		fail("KVM_GET_DIRTY_LOG: %s", strerror(errno));
-	t1 = now_ns();
+	t1 = tool_now_ns();
 	for (uint64_t w = 0; w < words; w++) {
 		uint64_t bits = bitmap[w];
 
@@ -316,11 +309,11 @@ static void bitmap_round(struct tvm *vm, struct bench_case *c, int r, uint64_t *
 			bits &= bits - 1;
 		}
 	}
-	t2 = now_ns();
+	t2 = tool_now_ns();
 	/* re-arms write tracking for the pages just reported, as a migration pass does */
 	if (ioctl(fd, KVM_CLEAR_DIRTY_LOG, &clr) < 0)
 		fail("KVM_CLEAR_DIRTY_LOG: %s", strerror(errno));
-	t3 = now_ns();
+	t3 = tool_now_ns();
 
 	if (list.n != c->pages)
 		fail("bitmap, %llu GiB slot: KVM reported %zu pages, the guest wrote %zu",
@@ -399,11 +392,11 @@ static struct dt_tracer *open_tracer(uint64_t *cut_empty)
 		fail("dt_tracer__cut: first cut failed");
 	dt_epoch__free(e);
 	for (int r = 0; r < env.rounds; r++) {
-		uint64_t t0 = now_ns();
+		uint64_t t0 = tool_now_ns();
 
 		if (dt_tracer__cut(t, &e))
 			fail("dt_tracer__cut of an empty epoch failed");
-		ns[r] = now_ns() - t0;
+		ns[r] = tool_now_ns() - t0;
 		if (dt_epoch__vm(e, getpid()))
 			fail("dirtytrace: pages in an epoch where the guest did not run");
 		dt_epoch__free(e);
@@ -433,15 +426,15 @@ static void ring_round(struct tvm *vm, struct dt_tracer *t, struct bench_case *c
 	c->reap[r] = s1.reap_ns - s0.reap_ns;
 	c->reap_exit[r] = s1.reap_exit_ns - s0.reap_exit_ns;
 	c->exits[r] = s1.ring_full_exits - s0.ring_full_exits;
-	t0 = now_ns();
+	t0 = tool_now_ns();
 	/* the entries as a sorted list, which the cut also makes */
 	tvm_pages_sort_unique(&kvm_pages);
-	c->ring_sort[r] = now_ns() - t0;
+	c->ring_sort[r] = tool_now_ns() - t0;
 
 	h0 = heap_used();
-	t0 = now_ns();
+	t0 = tool_now_ns();
 	err = dt_tracer__cut(t, &e);
-	t1 = now_ns();
+	t1 = tool_now_ns();
 	h1 = heap_used();
 	if (err)
 		fail("dt_tracer__cut: %s", strerror(-err));
@@ -747,7 +740,7 @@ int main(int argc, char **argv)
 	size_t nr_sizes, nr_pages, nr_cases;
 	struct bench_case *cases;
 	const size_t *pages;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = tool_now_ns();
 
 	parse_args(argc, argv);
 	sizes = env.quick ? quick_sizes : full_sizes;
@@ -795,7 +788,7 @@ int main(int argc, char **argv)
 		print_table(cases, nr_cases);
 	if (!env.json)
 		printf("all lists checked against the guest's writes; %.1f s\n",
-		       (now_ns() - t0) / 1e9);
+		       (tool_now_ns() - t0) / 1e9);
 	free(cases);
 	return 0;
 }
