@@ -12,10 +12,13 @@
  * nothing touches dedup[E & 1] and every record of E is in the ring buffer. (An RCU grace period,
  * e.g. membarrier(MEMBARRIER_CMD_GLOBAL), would do too but costs ~15 ms per cut here.)
  */
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,6 +175,52 @@ int dt_tracer__quiesce(struct dt_tracer *t)
 	uint64_t one = 1;
 
 	return write(t->quiesce_fd, &one, sizeof(one)) == sizeof(one) ? 0 : -errno;
+}
+
+/* Task state letter of /proc/PID/task/TID/stat, '?' if unreadable (the thread is gone). */
+static char task_state(pid_t pid, const char *tid)
+{
+	char path[PATH_MAX], buf[256], *p;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%.32s/stat", pid, tid);
+	f = fopen(path, "r");
+	if (!f)
+		return '?';
+	p = fgets(buf, sizeof(buf), f);
+	fclose(f);
+	p = p ? strrchr(buf, ')') : NULL;
+	return p && p[1] == ' ' ? p[2] : '?';
+}
+
+int dt_tracer__wait_stopped(pid_t pid, int timeout_ms)
+{
+	uint64_t deadline = dt_now_ns() + (uint64_t)timeout_ms * 1000000;
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/task", pid);
+	for (;;) {
+		DIR *d = opendir(path);
+		struct dirent *de;
+		bool all = true;
+
+		if (!d)
+			return -ESRCH;
+		while ((de = readdir(d)))
+			if (de->d_name[0] != '.') {
+				char st = task_state(pid, de->d_name);
+
+				/* T stopped, t traced; Z/X/?: a thread on its way out runs nothing */
+				if (st != 'T' && st != 't' && st != 'Z' && st != 'X' && st != '?')
+					all = false;
+			}
+		closedir(d);
+		if (all)
+			return 0;
+		if (dt_now_ns() > deadline)
+			return -ETIMEDOUT;
+		usleep(200);
+	}
 }
 
 int dt_tracer__resume(pid_t pid)

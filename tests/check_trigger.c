@@ -19,21 +19,6 @@
 
 #define TRIGGER 500
 
-static char proc_state(pid_t pid)
-{
-	char path[64], buf[512], *p;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	f = fopen(path, "r");
-	if (!f)
-		return '?';
-	p = fgets(buf, sizeof(buf), f);
-	fclose(f);
-	p = p ? strrchr(buf, ')') : NULL;
-	return p ? p[2] : '?';
-}
-
 static struct dt_tracer *open_for(pid_t pid)
 {
 	struct dt_tracer_opts o = { .sz = sizeof(o), .pids = &pid, .nr_pids = 1 };
@@ -105,12 +90,9 @@ static void stop_test(int vcpus)
 		struct dt_epoch *e;
 		const struct dt_epoch_vm *v;
 		uint64_t count, later;
-		char st = '?';
 
 		ck_assert_int_eq(dt_tracer__wait_trigger(t, 10000, &tr), 0);
-		for (int w = 0; w < 100 && (st = proc_state(vmm)) != 'T'; w++)
-			usleep(10000);
-		ck_assert_msg(st == 'T', "VMM state %c, want stopped", st);
+		ck_assert_int_eq(dt_tracer__wait_stopped(vmm, 1000), 0);	/* every thread */
 		count = dt_tracer__epoch_pages(t, tr.kvm);
 		usleep(100000);
 		later = dt_tracer__epoch_pages(t, tr.kvm);
@@ -154,7 +136,6 @@ START_TEST(armed_past_the_count)
 	struct dt_trigger tr;
 	struct dt_tracer *t;
 	uint64_t count;
-	char st = '?';
 	pid_t vmm;
 
 	NEED_KVM();
@@ -169,9 +150,7 @@ START_TEST(armed_past_the_count)
 	ck_assert_int_eq(dt_tracer__set_trigger(t, TRIGGER, true), 0);
 	ck_assert_int_eq(dt_tracer__wait_trigger(t, 10000, &tr), 0);
 	ck_assert_int_eq(tr.pid, vmm);
-	for (int w = 0; w < 100 && (st = proc_state(vmm)) != 'T'; w++)
-		usleep(10000);
-	ck_assert_msg(st == 'T', "VMM state %c, want stopped", st);
+	ck_assert_int_eq(dt_tracer__wait_stopped(vmm, 1000), 0);	/* every thread */
 	count = dt_tracer__epoch_pages(t, tr.kvm);
 	ck_assert_uint_ge(count, 2 * TRIGGER);
 	usleep(100000);

@@ -29,7 +29,6 @@
 #include <argp.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <dirent.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -602,54 +601,10 @@ int ckpt_wait(struct ckpt *c, int timeout_ms)
 	return ret ? ret : 1;
 }
 
-/* Task state letter of /proc/PID/task/TID/stat, '?' if unreadable. */
-static char ckpt_task_state(pid_t pid, const char *tid)
-{
-	char path[PATH_MAX], buf[256], *p;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/task/%.32s/stat", pid, tid);
-	f = fopen(path, "r");
-	if (!f)
-		return '?';
-	p = fgets(buf, sizeof(buf), f);
-	fclose(f);
-	p = p ? strrchr(buf, ')') : NULL;
-	return p && p[1] == ' ' ? p[2] : '?';
-}
-
-/*
- * Waits until every thread of the VMM is stopped (a SIGSTOP reaches the vCPU threads one by
- * one: a vCPU still running would keep dirtying pages behind the cut). 0, -ETIMEDOUT, -ESRCH.
- */
+/* Every thread of the VMM stopped (dt_tracer__wait_stopped): 0, -ETIMEDOUT, -ESRCH. */
 int ckpt_wait_stopped(struct ckpt *c, int timeout_ms)
 {
-	uint64_t deadline = tool_now_ns() + timeout_ms * 1000000ULL;
-	char path[64];
-
-	snprintf(path, sizeof(path), "/proc/%d/task", c->pid);
-	for (;;) {
-		DIR *d = opendir(path);
-		struct dirent *de;
-		bool all = true;
-
-		if (!d)
-			return -ESRCH;
-		while ((de = readdir(d)))
-			if (de->d_name[0] != '.') {
-				char st = ckpt_task_state(c->pid, de->d_name);
-
-				/* T stopped, t traced; Z/X: a thread on its way out runs nothing */
-				if (st != 'T' && st != 't' && st != 'Z' && st != 'X' && st != '?')
-					all = false;
-			}
-		closedir(d);
-		if (all)
-			return 0;
-		if (tool_now_ns() > deadline)
-			return -ETIMEDOUT;
-		usleep(200);
-	}
+	return dt_tracer__wait_stopped(c->pid, timeout_ms);
 }
 
 int ckpt_resume(struct ckpt *c)

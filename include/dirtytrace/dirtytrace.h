@@ -259,6 +259,12 @@ DT_API int dt_tracer__wait_trigger(struct dt_tracer *t, int timeout_ms, struct d
 DT_API int dt_tracer__quiesce(struct dt_tracer *t);
 /* Unique pages of the VM in the current epoch so far, as the kernel counts them. */
 DT_API uint64_t dt_tracer__epoch_pages(const struct dt_tracer *t, uint64_t kvm);
+/*
+ * Waits until every thread of a VMM the trigger stopped is stopped: SIGSTOP reaches the vCPU
+ * threads one by one, and a vCPU still running keeps dirtying pages behind a cut. 0,
+ * -ETIMEDOUT, -ESRCH (no such process).
+ */
+DT_API int dt_tracer__wait_stopped(pid_t pid, int timeout_ms);
 /* SIGCONT to a VMM the trigger stopped. */
 DT_API int dt_tracer__resume(pid_t pid);
 
